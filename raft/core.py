@@ -282,6 +282,8 @@ class Raft:
     # ------------------------------------------------------------------ stepping
 
     def step(self, m: Message) -> None:
+        if m.type in (MT.VOTE_RESP, MT.PRE_VOTE_RESP):
+            self._learn_commit(m)  # timeless knowledge: safe even from a stale response
         if not self._check_term(m):
             return
         if m.type is MT.HUP:
@@ -324,6 +326,16 @@ class Raft:
             self._reply(m.frm, MT.PRE_VOTE_RESP, reject=True)
         return False
 
+    def _learn_commit(self, m: Message) -> None:
+        """Vote responses carry the responder's commit index and the term of that entry. Where
+        our log holds the same entry, log matching makes our prefix identical and committed.
+
+        Without this, removing the leader of a two-voter cluster can wedge: the remaining
+        voter may never hear that the removal committed, so it still needs the removed node's
+        vote, which the removed node, holding a longer log, refuses forever."""
+        if m.commit > self.log.committed and self.log.match_term(m.commit, m.log_term):
+            self.log.commit_to(m.commit)
+
     def _handle_vote_request(self, m: Message) -> None:
         can_vote = (
             self.vote == m.frm
@@ -331,14 +343,23 @@ class Raft:
             or (m.type is MT.PRE_VOTE and m.term > self.term)
         )
         response = MT.VOTE_RESP if m.type is MT.VOTE else MT.PRE_VOTE_RESP
-        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
-            # A granted response carries the candidate's term, so a pre-candidate can count it.
-            self._send(Message(type=response, to=m.frm, frm=self.id, term=m.term))
-            if m.type is MT.VOTE:
-                self.election_elapsed = 0
-                self.vote = m.frm
-        else:
-            self._reply(m.frm, response, reject=True)
+        grant = can_vote and self.log.is_up_to_date(m.index, m.log_term)
+        commit = self.log.committed
+        self._send(
+            Message(
+                type=response,
+                to=m.frm,
+                frm=self.id,
+                # A granted response carries the candidate's term, so a pre-candidate counts it.
+                term=m.term if grant else self.term,
+                reject=not grant,
+                commit=commit,
+                log_term=self.log.term_or_zero(commit),
+            )
+        )
+        if grant and m.type is MT.VOTE:
+            self.election_elapsed = 0
+            self.vote = m.frm
 
     # ------------------------------------------------------------------ elections
 
@@ -672,6 +693,9 @@ class Raft:
     def _switch_to_config(self, conf: ConfState) -> None:
         self.tracker.set_conf(conf, Index(self.log.last_index() + 1))
         self.is_learner = self.id in conf.learners
+        if self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE) and not self.promotable():
+            self.become_follower(self.term, NONE)  # a campaign for a seat we no longer hold
+            return
         if self.role is not Role.LEADER:
             return
         if self.id not in conf.voters:

@@ -18,6 +18,7 @@ from raft import (
     ConfChangeError,
     Config,
     ConfState,
+    Entry,
     EntryType,
     Index,
     MemoryStorage,
@@ -193,32 +194,25 @@ class Cluster:
             sim.conf = rd.snapshot.metadata.conf_state
             sim.applied_index = rd.snapshot.metadata.index
         for entry in rd.committed_entries:
-            self.apply_entry(sim, entry.index, entry.type, entry.data, entry.change)
+            self.apply_entry(sim, entry)
         sim.read_states.extend(rd.read_states)
         sim.rejected.extend(rd.rejected_proposals)
         sim.node.advance(rd)
         return rd
 
-    def apply_entry(
-        self,
-        sim: SimNode,
-        index: Index,
-        kind: EntryType,
-        data: bytes,
-        change: ConfChange | None,
-    ) -> None:
-        assert index == sim.applied_index + 1, (sim.id, index, sim.applied_index)
-        sim.applied_index = index
-        if kind is EntryType.NORMAL:
-            if data:
-                sim.applied.append(data)
+    def apply_entry(self, sim: SimNode, entry: Entry) -> None:
+        assert entry.index == sim.applied_index + 1, (sim.id, entry.index, sim.applied_index)
+        sim.applied_index = entry.index
+        if entry.type is EntryType.NORMAL:
+            if entry.data:
+                sim.applied.append(entry.data)
             return
-        assert change is not None
+        assert entry.change is not None
         try:
-            sim.conf = sim.node.apply_conf_change(change)
-            sim.conf_log.append((index, change, True))
+            sim.conf = sim.node.apply_conf_change(entry.change)
+            sim.conf_log.append((entry.index, entry.change, True))
         except ConfChangeError:
-            sim.conf_log.append((index, change, False))
+            sim.conf_log.append((entry.index, entry.change, False))
 
     def deliver(self, m: Message) -> None:
         target = self.nodes.get(m.to)
