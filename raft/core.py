@@ -322,8 +322,11 @@ class Raft:
         # down, and answering a stale pre-candidate lets it learn the term.
         if (self.cfg.check_quorum or self.cfg.pre_vote) and m.type in (MT.HEARTBEAT, MT.APP):
             self._reply(m.frm, MT.APP_RESP)
-        elif m.type is MT.PRE_VOTE:
-            self._reply(m.frm, MT.PRE_VOTE_RESP, reject=True)
+        elif m.type in (MT.PRE_VOTE, MT.VOTE):
+            # Figure 2: reply false with our term. A candidate that never learns the term it
+            # lags behind keeps campaigning in terms that are already decided.
+            kind = MT.PRE_VOTE_RESP if m.type is MT.PRE_VOTE else MT.VOTE_RESP
+            self._reply(m.frm, kind, reject=True)
         return False
 
     def _learn_commit(self, m: Message) -> None:
