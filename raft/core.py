@@ -85,6 +85,7 @@ class Raft:
 
         self.lead = NONE
         self.role = Role.FOLLOWER
+        self.append_pending = False
         self.lead_transferee = NONE
         self.pending_conf_index = Index(0)
         self.election_elapsed = 0
@@ -463,7 +464,15 @@ class Raft:
                 return
             self.pending_conf_index = Index(self.log.last_index() + changes[0] + 1)
         self._append_entries(m.entries)
-        self._bcast_append()
+        # Replicate when the Ready is collected, so proposals drained from one inbox batch
+        # travel to each follower as one append instead of one message each.
+        self.append_pending = True
+
+    def flush_appends(self) -> None:
+        if self.append_pending:
+            self.append_pending = False
+            if self.role is Role.LEADER:
+                self._bcast_append()
 
     # ------------------------------------------------------------------ role step functions
 

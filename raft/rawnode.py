@@ -133,6 +133,7 @@ class RawNode:
 
     def has_ready(self) -> bool:
         r = self.raft
+        r.flush_appends()
         return bool(
             r.soft_state() != self._prev_soft
             or (r.hard_state() != self._prev_hard)
@@ -146,6 +147,7 @@ class RawNode:
 
     def ready(self) -> Ready:
         r = self.raft
+        r.flush_appends()
         soft, hard = r.soft_state(), r.hard_state()
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
