@@ -491,7 +491,7 @@ class Raft:
             self._leader_heartbeat_response(m)
 
     def _leader_beat(self, m: Message) -> None:
-        self._bcast_heartbeat()
+        self._bcast_heartbeat(self.read_only.last_pending_ctx())
 
     def _leader_check_quorum(self, m: Message) -> None:
         own = self.tracker.progress.get(self.id)

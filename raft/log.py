@@ -130,6 +130,7 @@ class RaftLog:
     def find_conflict_by_term(self, index: Index, term: Term) -> tuple[Index, Term]:
         """The largest index <= ``index`` whose term is <= ``term`` (fast backtracking, §5.3):
         every entry above it has a larger term and therefore cannot match the other log."""
+        index = Index(min(index, self.last_index()))  # a peer's hint may point past our log
         while index > 0:
             try:
                 our = self.term(index)

@@ -49,5 +49,8 @@ def vote_result(voters: Collection[NodeId], votes: Mapping[NodeId, bool]) -> Vot
 
 
 def has_quorum(voters: Collection[NodeId], active: Collection[NodeId]) -> bool:
-    """Whether the ``active`` nodes include a majority of ``voters``."""
+    """Whether the ``active`` nodes include a majority of ``voters`` (vacuously true for none,
+    like ``committed_index`` and ``vote_result``)."""
+    if not voters:
+        return True
     return sum(1 for v in voters if v in active) >= majority(len(voters))

@@ -52,5 +52,10 @@ class ReadOnly:
                 break
         return done
 
+    def last_pending_ctx(self) -> bytes:
+        """Context of the newest pending request: a quorum of acks for it confirms them all,
+        so every heartbeat carries it and a lost round is simply retried by the next."""
+        return next(reversed(self._pending), b"")
+
     def reset(self) -> None:
         self._pending.clear()

@@ -108,9 +108,9 @@ class MemoryStorage:
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """Replace everything with ``snapshot`` (a follower installing the leader's)."""
         held = self._snapshot.metadata.index
-        if snapshot.metadata.index < held:
+        if snapshot.metadata.index <= held:
             raise SnapshotOutOfDateError(
-                f"snapshot at {snapshot.metadata.index} is older than the held one at {held}"
+                f"snapshot at {snapshot.metadata.index} is not newer than the held one at {held}"
             )
         self._snapshot = snapshot
         self._entries = [Entry(snapshot.metadata.term, snapshot.metadata.index)]
