@@ -1,0 +1,325 @@
+"""Peer transport: Raft messages between members over TCP, msgpack-framed.
+
+Shape, and why:
+
+* **One outbound connection per peer**, dialled by the sender. Messages to a peer travel in order on
+  it, pipelined (no request/response), so a follower sees appends in the order they were sent.
+  Inbound connections only receive. Each direction is independent, so a half-broken link shows up
+  as one peer being unreachable, which Raft already handles.
+* **The driver never waits on the network.** ``send`` appends to a bounded per-peer queue and
+  returns; when the queue is full the message is dropped (Raft retransmits). A writer task per
+  peer drains the queue, dials with capped exponential backoff, and reports the peer unreachable
+  when a connection fails so the leader falls back to probing.
+* **A handshake first**: ``MAGIC | cluster id | sender id | receiver id`` (fixed binary, checked
+  before anything is decoded). The receiver answers one status byte plus a reason. A foreign
+  cluster is refused (``cluster ID mismatch``) and a removed member is told so, which makes it stop
+  (spec §6, D5c). Garbage on the port fails the magic check and the connection is closed.
+* Frames are ``u32 length | codec bytes``, bounded by ``MAX_FRAME``: a corrupt length can never
+  make the node allocate gigabytes.
+
+``active_since(peer)`` is the monotonic time since which the outbound connection has been up
+(handshake accepted), the input of etcd's strict reconfiguration checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from node.codec import CodecError, decode, encode
+from raft import Message, MessageType, NodeId
+
+log = logging.getLogger(__name__)
+
+MAGIC: Final = b"RAFTNODE-PEER-1\n"
+_HELLO = struct.Struct(">16sQQQ")
+_LENGTH = struct.Struct(">I")
+MAX_FRAME: Final = 64 * 1024 * 1024
+#: Messages queued per peer before new ones are dropped.
+QUEUE_LIMIT: Final = 4096
+HANDSHAKE_TIMEOUT: Final = 5.0
+MIN_BACKOFF: Final = 0.05
+MAX_BACKOFF: Final = 1.0
+
+
+class HelloStatus(enum.IntEnum):
+    OK = 0
+    CLUSTER_MISMATCH = 1
+    REMOVED = 2
+    WRONG_MEMBER = 3
+
+
+class PeerRefused(Exception):
+    """The peer refused our handshake."""
+
+    def __init__(self, status: HelloStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def peer_address(url: str) -> tuple[str, int]:
+    """Host and port of a peer URL (already validated by node.urls)."""
+    parts = urlsplit(url)
+    if parts.port is None or parts.hostname is None:
+        raise ValueError(f"peer URL {url!r} has no host:port")
+    return parts.hostname, parts.port
+
+
+@dataclass(frozen=True, slots=True)
+class TransportEvents:
+    """How the transport reports back to the node; all called in the event loop."""
+
+    deliver: Callable[[Message], None]
+    #: A peer told us we were removed from the cluster: stop (spec §6).
+    removed: Callable[[str], None]
+    #: A peer belongs to another cluster (or we do): stop (D5c).
+    foreign: Callable[[str], None]
+    #: Sending to a peer failed; Raft should probe it instead of pipelining.
+    unreachable: Callable[[NodeId], None]
+
+
+class _PeerWriter:
+    """Owns the outbound connection to one peer and drains its queue in order."""
+
+    def __init__(self, transport: PeerTransport, peer: NodeId, urls: tuple[str, ...]) -> None:
+        self.transport = transport
+        self.peer = peer
+        self.urls = urls
+        self.queue: deque[bytes] = deque()
+        self.wakeup = asyncio.Event()
+        self.active_since: float | None = None
+        self.dropped = 0
+        self.task = asyncio.create_task(self._run(), name=f"peer-writer-{peer:x}")
+
+    def enqueue(self, frame: bytes) -> None:
+        if len(self.queue) >= QUEUE_LIMIT:
+            self.dropped += 1
+            return
+        self.queue.append(frame)
+        self.wakeup.set()
+
+    async def _run(self) -> None:
+        backoff = MIN_BACKOFF
+        for attempt in itertools.count():
+            url = self.urls[attempt % len(self.urls)]
+            try:
+                await self._connect_and_drain(url)
+            except PeerRefused as exc:
+                self.transport._refused(self.peer, exc)
+                if exc.status in (HelloStatus.REMOVED, HelloStatus.CLUSTER_MISMATCH):
+                    return
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                if self.active_since is not None:
+                    log.info("lost connection to peer %x (%s): %s", self.peer, url, exc)
+                self.transport.events.unreachable(self.peer)
+            if self.active_since is not None:
+                backoff = MIN_BACKOFF  # it was up: redial promptly
+            self.active_since = None
+            self.queue.clear()  # stale heartbeats and appends; Raft resends what matters
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _connect_and_drain(self, url: str) -> None:
+        host, port = peer_address(url)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), HANDSHAKE_TIMEOUT
+        )
+        try:
+            hello = _HELLO.pack(
+                MAGIC, self.transport.cluster_id, self.transport.member_id, self.peer
+            )
+            writer.write(hello)
+            await writer.drain()
+            status_byte = await asyncio.wait_for(reader.readexactly(1), HANDSHAKE_TIMEOUT)
+            (reason_len,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+            reason = (await reader.readexactly(min(reason_len, 4096))).decode(errors="replace")
+            status = HelloStatus(status_byte[0])
+            if status is not HelloStatus.OK:
+                raise PeerRefused(status, reason)
+            self.active_since = time.monotonic()
+            log.debug("connected to peer %x at %s", self.peer, url)
+            closed = asyncio.ensure_future(reader.read(1))  # the peer never writes after hello
+            try:
+                while True:
+                    while self.queue:
+                        batch = b"".join(self._take_batch())
+                        writer.write(batch)
+                        await writer.drain()
+                    self.wakeup.clear()
+                    waiter = asyncio.ensure_future(self.wakeup.wait())
+                    done, _ = await asyncio.wait(
+                        {waiter, closed}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if closed in done:
+                        waiter.cancel()
+                        raise ConnectionResetError("peer closed the connection")
+            finally:
+                closed.cancel()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    def _take_batch(self) -> Iterable[bytes]:
+        for _ in range(min(len(self.queue), 256)):
+            yield self.queue.popleft()
+
+
+class PeerTransport:
+    """The node's peer network. ``start`` listens; ``send`` never blocks."""
+
+    def __init__(self, cluster_id: int, member_id: int, events: TransportEvents) -> None:
+        self.cluster_id = cluster_id
+        self.member_id = member_id
+        self.events = events
+        self.removed_ids: frozenset[int] = frozenset()
+        self._writers: dict[NodeId, _PeerWriter] = {}
+        self._servers: list[asyncio.Server] = []
+        self._readers: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- lifecycle --
+
+    async def start(self, listen_urls: Sequence[str]) -> None:
+        for url in listen_urls:
+            host, port = peer_address(url)
+            server = await asyncio.start_server(self._accept, host, port)
+            self._servers.append(server)
+
+    def bound_ports(self) -> list[int]:
+        return [s.sockets[0].getsockname()[1] for s in self._servers if s.sockets]
+
+    async def close(self) -> None:
+        self._closed = True
+        for server in self._servers:
+            server.close()
+        tasks = [w.task for w in self._writers.values()] + list(self._readers)
+        for task in tasks:
+            task.cancel()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._writers.clear()
+
+    # -- membership --
+
+    def update_peers(self, peers: Mapping[int, Sequence[str]], removed: Iterable[int]) -> None:
+        """Dial exactly ``peers`` (id -> peer URLs); refuse traffic from ``removed`` ids."""
+        self.removed_ids = frozenset(removed)
+        wanted = {NodeId(i): tuple(u) for i, u in peers.items() if i != self.member_id}
+        for peer, writer in list(self._writers.items()):
+            if wanted.get(peer) != writer.urls:
+                writer.task.cancel()
+                del self._writers[peer]
+        for peer, urls in wanted.items():
+            if peer not in self._writers and urls and not self._closed:
+                self._writers[peer] = _PeerWriter(self, peer, urls)
+
+    def active_since(self, peer: int) -> float | None:
+        writer = self._writers.get(NodeId(peer))
+        return writer.active_since if writer is not None else None
+
+    # -- sending --
+
+    def send(self, messages: Sequence[Message]) -> None:
+        for m in messages:
+            writer = self._writers.get(m.to)
+            if writer is None:
+                continue  # not (yet) a known peer: Raft will retry
+            try:
+                payload = encode(m)
+            except CodecError:  # pragma: no cover - our own messages always encode
+                log.exception("cannot encode %s", m.type)
+                continue
+            writer.enqueue(_LENGTH.pack(len(payload)) + payload)
+
+    def _refused(self, peer: NodeId, exc: PeerRefused) -> None:
+        if exc.status is HelloStatus.REMOVED:
+            self.events.removed(f"peer {peer:x} says this member was removed: {exc}")
+        elif exc.status is HelloStatus.CLUSTER_MISMATCH:
+            self.events.foreign(f"peer {peer:x} refused us: {exc}")
+        else:
+            log.warning("peer %x refused our connection: %s", peer, exc)
+
+    # -- receiving --
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._readers.add(task)
+        try:
+            await self._serve_inbound(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            self._readers.discard(task)
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _serve_inbound(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        raw = await asyncio.wait_for(reader.readexactly(_HELLO.size), HANDSHAKE_TIMEOUT)
+        magic, cluster_id, sender, receiver = _HELLO.unpack(raw)
+        if magic != MAGIC:
+            log.warning("closing a peer connection that did not start with the handshake")
+            return
+        status, reason = self._judge(cluster_id, sender, receiver)
+        encoded = reason.encode()
+        writer.write(bytes([status]) + _LENGTH.pack(len(encoded)) + encoded)
+        await writer.drain()
+        if status is not HelloStatus.OK:
+            if status is HelloStatus.CLUSTER_MISMATCH:
+                self.events.foreign(f"member {sender:x} of cluster {cluster_id:x} dialled us")
+            return
+        while True:
+            (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+            if length > MAX_FRAME:
+                log.warning("peer %x sent a %d-byte frame; closing", sender, length)
+                return
+            payload = await reader.readexactly(length)
+            try:
+                message = decode(payload, Message)
+            except CodecError as exc:
+                log.warning("peer %x sent an undecodable frame (%s); closing", sender, exc)
+                return
+            if message.frm != sender or message.to != self.member_id:
+                log.warning(
+                    "peer %x sent a message for %x from %x", sender, message.to, message.frm
+                )
+                return
+            if message.type in _LOCAL_ONLY:
+                continue
+            if sender in self.removed_ids:
+                return
+            self.events.deliver(message)
+
+    def _judge(self, cluster_id: int, sender: int, receiver: int) -> tuple[HelloStatus, str]:
+        if cluster_id != self.cluster_id:
+            log.error(
+                "cluster ID mismatch: member %x of cluster %x dialled this member of cluster %x",
+                sender,
+                cluster_id,
+                self.cluster_id,
+            )
+            return HelloStatus.CLUSTER_MISMATCH, "cluster ID mismatch"
+        if sender in self.removed_ids:
+            return HelloStatus.REMOVED, "the member has been permanently removed from the cluster"
+        if receiver != self.member_id:
+            return HelloStatus.WRONG_MEMBER, f"this is member {self.member_id:x}, not {receiver:x}"
+        return HelloStatus.OK, ""
+
+
+_LOCAL_ONLY = frozenset({MessageType.HUP, MessageType.BEAT, MessageType.CHECK_QUORUM})

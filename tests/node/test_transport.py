@@ -1,0 +1,154 @@
+"""The peer transport on real loopback sockets: ordered delivery, handshake refusals, garbage."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+
+from node.transport import MAGIC, PeerTransport, TransportEvents
+from raft import Entry, Index, Message, MessageType, NodeId, Term
+
+WAIT = 10.0  # an upper bound for loopback delivery, never a sleep
+
+
+@dataclass
+class Recorder:
+    delivered: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+    removed: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    unreachable: list[NodeId] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def events(self) -> TransportEvents:
+        def note(target: list[str]):  # type: ignore[no-untyped-def]
+            def add(reason: str) -> None:
+                target.append(reason)
+                self.changed.set()
+
+            return add
+
+        return TransportEvents(
+            deliver=self.delivered.put_nowait,
+            removed=note(self.removed),
+            foreign=note(self.foreign),
+            unreachable=self.unreachable.append,
+        )
+
+
+async def started(cluster_id: int, member_id: int) -> tuple[PeerTransport, Recorder, str]:
+    recorder = Recorder()
+    transport = PeerTransport(cluster_id, member_id, recorder.events())
+    await transport.start(["http://127.0.0.1:0"])
+    url = f"http://127.0.0.1:{transport.bound_ports()[0]}"
+    return transport, recorder, url
+
+
+@pytest_asyncio.fixture
+async def pair() -> AsyncIterator[tuple[PeerTransport, Recorder, PeerTransport, Recorder]]:
+    a, ra, url_a = await started(7, 1)
+    b, rb, url_b = await started(7, 2)
+    a.update_peers({1: [url_a], 2: [url_b]}, removed=())
+    b.update_peers({1: [url_a], 2: [url_b]}, removed=())
+    yield a, ra, b, rb
+    await a.close()
+    await b.close()
+
+
+def app(i: int) -> Message:
+    entry = Entry(Term(1), Index(i), data=b"x" * i)
+    return Message(MessageType.APP, to=NodeId(2), frm=NodeId(1), term=Term(1), entries=(entry,))
+
+
+@pytest.mark.asyncio
+async def test_messages_arrive_in_order_and_intact(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _, _, rb = pair
+    sent = [app(i) for i in range(1, 200)]
+    a.send(sent)
+    received = [await asyncio.wait_for(rb.delivered.get(), WAIT) for _ in sent]
+    assert received == sent
+
+
+@pytest.mark.asyncio
+async def test_active_since_is_set_once_the_handshake_is_accepted(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _, _, rb = pair
+    a.send([app(1)])
+    await asyncio.wait_for(rb.delivered.get(), WAIT)
+    assert a.active_since(2) is not None
+    assert a.active_since(99) is None
+
+
+@pytest.mark.asyncio
+async def test_a_member_of_another_cluster_is_refused_on_both_sides() -> None:
+    ours, r_ours, url_ours = await started(7, 1)
+    theirs, r_theirs, url_theirs = await started(8, 2)
+    try:
+        theirs.update_peers({1: [url_ours]}, removed=())
+        await asyncio.wait_for(r_ours.changed.wait(), WAIT)
+        await asyncio.wait_for(r_theirs.changed.wait(), WAIT)
+        assert any("of cluster 8 dialled us" in f for f in r_ours.foreign)
+        assert any("cluster ID mismatch" in f for f in r_theirs.foreign)
+        assert r_ours.delivered.empty()
+    finally:
+        await ours.close()
+        await theirs.close()
+
+
+@pytest.mark.asyncio
+async def test_a_removed_member_is_told_and_its_messages_are_dropped() -> None:
+    ours, r_ours, url_ours = await started(7, 1)
+    gone, r_gone, url_gone = await started(7, 5)
+    try:
+        ours.update_peers({1: [url_ours]}, removed=[5])
+        gone.update_peers({1: [url_ours]}, removed=())
+        gone.send([Message(MessageType.HEARTBEAT, to=NodeId(1), frm=NodeId(5), term=Term(3))])
+        await asyncio.wait_for(r_gone.changed.wait(), WAIT)
+        assert r_gone.removed and "removed" in r_gone.removed[0]
+        assert r_ours.delivered.empty()
+    finally:
+        await ours.close()
+        await gone.close()
+
+
+@pytest.mark.asyncio
+async def test_garbage_on_the_peer_port_is_closed_and_the_node_keeps_serving(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _, b, rb = pair
+    port = b.bound_ports()[0]
+    for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\0" * 64, b"\xff" * 100, b"x"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(junk)
+        await writer.drain()
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), WAIT) == b""
+        writer.close()
+    # A valid handshake followed by a corrupt frame is cut off too.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        struct.pack(">16sQQQ", MAGIC, 7, 1, 2) + struct.pack(">I", 5) + b"\x01\x02\x03\x04\x05"
+    )
+    await writer.drain()
+    await asyncio.wait_for(reader.read(), WAIT)
+    writer.close()
+    assert rb.delivered.empty()
+    a.send([app(3)])
+    assert await asyncio.wait_for(rb.delivered.get(), WAIT) == app(3)
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_peer_is_reported_and_send_never_blocks() -> None:
+    lonely, r_lonely, _ = await started(7, 1)
+    try:
+        lonely.update_peers({2: ["http://127.0.0.1:9"]}, removed=())  # discard port: refused
+        for i in range(10_000):
+            lonely.send([app(1 + i % 50)])  # far beyond the queue limit: dropped, not blocking
+        for _ in range(200):
+            if r_lonely.unreachable:
+                break
+            await asyncio.sleep(0.01)  # bounded polling of a real socket outcome
+        assert r_lonely.unreachable and r_lonely.unreachable[0] == 2
+    finally:
+        await lonely.close()
