@@ -166,6 +166,9 @@ class RaftDriver:
         self._waiters: dict[int, asyncio.Future[object]] = {}
         self._reads: dict[bytes, asyncio.Future[object]] = {}
         self._apply_waiters: list[tuple[Index, asyncio.Future[object]]] = []
+        self._status_waiters: list[
+            tuple[Callable[[DriverStatus], bool], asyncio.Future[object]]
+        ] = []
         self._read_ids = itertools.count(1)
         self._applied_term = Term(storage.snapshot().metadata.term)
         self._task: asyncio.Task[None] | None = None
@@ -235,6 +238,16 @@ class RaftDriver:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._apply_waiters.append((index, future))
         await future
+
+    async def wait_status(self, predicate: Callable[[DriverStatus], bool]) -> DriverStatus:
+        """Return the first published status for which ``predicate`` holds."""
+        if predicate(self.status):
+            return self.status
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._status_waiters.append((predicate, future))
+        result = await future
+        assert isinstance(result, DriverStatus)
+        return result
 
     async def transfer_leader(self, target: NodeId) -> None:
         """Ask Raft to hand leadership to ``target``; returns once the request is taken."""
@@ -387,6 +400,16 @@ class RaftDriver:
         if old != self.status:
             for listener in self._status_listeners:
                 listener(old, self.status)
+            if self._status_waiters:
+                still: list[tuple[Callable[[DriverStatus], bool], asyncio.Future[object]]] = []
+                for predicate, future in self._status_waiters:
+                    if future.done():
+                        continue
+                    if predicate(self.status):
+                        self._resolve(future, self.status)
+                    else:
+                        still.append((predicate, future))
+                self._status_waiters = still
 
     def _build_status(self) -> DriverStatus:
         st = self._node.status()
@@ -419,6 +442,7 @@ class RaftDriver:
             *self._waiters.values(),
             *self._reads.values(),
             *(f for _, f in self._apply_waiters),
+            *(f for _, f in self._status_waiters),
         ]
         while not self._inbox.empty():
             event = self._inbox.get_nowait()
