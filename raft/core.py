@@ -86,6 +86,8 @@ class Raft:
         self.lead = NONE
         self.role = Role.FOLLOWER
         self.append_pending = False
+        #: Set while stepping a request of the local application (see step_local).
+        self._local = False
         self.lead_transferee = NONE
         self.pending_conf_index = Index(0)
         self.election_elapsed = 0
@@ -282,6 +284,15 @@ class Raft:
 
     # ------------------------------------------------------------------ stepping
 
+    def step_local(self, m: Message) -> None:
+        """Step a request of this node's own application: a refusal raises to the caller. A
+        message from a peer never raises, even one that started here and was forwarded back."""
+        self._local = True
+        try:
+            self.step(m)
+        finally:
+            self._local = False
+
     def step(self, m: Message) -> None:
         if m.type in (MT.VOTE_RESP, MT.PRE_VOTE_RESP):
             self._learn_commit(m)  # timeless knowledge: safe even from a stale response
@@ -430,8 +441,13 @@ class Raft:
 
     def _refuse_proposal(self, m: Message, error: ProposalDropped) -> None:
         """A local proposal raises; a forwarded one goes back to its sender as PROP_REJECT."""
-        if m.frm in (self.id, NONE):
+        if self._local:
             raise error
+        if m.frm == self.id:  # our own proposal, forwarded back to us: no message to self
+            self.rejected.extend(
+                RejectedProposal(e.type, e.data, e.change, str(error)) for e in m.entries
+            )
+            return
         self._send(
             Message(
                 type=MT.PROP_REJECT,
@@ -602,7 +618,7 @@ class Raft:
     def _step_candidate(self, m: Message) -> None:
         if m.type is MT.PROP:
             self._refuse_proposal(m, ProposalDropped("no leader (election in progress)"))
-        elif m.type is MT.READ_INDEX and m.frm == self.id:
+        elif m.type is MT.READ_INDEX and self._local:
             raise ProposalDropped("no leader (election in progress)")
         elif m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
             self.become_follower(m.term, m.frm)  # a leader of our term exists
@@ -640,7 +656,7 @@ class Raft:
             self._hup(transfer=True)
         elif m.type is MT.READ_INDEX:
             if self.lead == NONE:
-                if m.frm == self.id:
+                if self._local:
                     raise ProposalDropped("no leader to serve a ReadIndex")
                 return
             self._send(Message(type=MT.READ_INDEX, to=self.lead, frm=m.frm, context=m.context))

@@ -71,7 +71,7 @@ class RawNode:
 
     def campaign(self) -> None:
         """Start an election now (tests and bootstrap of a single node)."""
-        self.raft.step(Message(type=MessageType.HUP, frm=self.raft.id))
+        self.raft.step_local(Message(type=MessageType.HUP, frm=self.raft.id))
 
     def step(self, m: Message) -> None:
         """Feed a message from a peer. Local-only types and answers from strangers are dropped."""
@@ -85,12 +85,12 @@ class RawNode:
     def propose(self, data: bytes) -> None:
         """Propose a normal entry; raises ProposalDropped if no leader can take it."""
         entry = Entry(Term(0), Index(0), EntryType.NORMAL, data)
-        self.raft.step(Message(type=MessageType.PROP, frm=self.raft.id, entries=(entry,)))
+        self.raft.step_local(Message(type=MessageType.PROP, frm=self.raft.id, entries=(entry,)))
 
     def propose_conf_change(self, change: ConfChange, data: bytes = b"") -> None:
         """Propose a conf change; raises ConfChangeInProgress if one is pending here."""
         entry = Entry(Term(0), Index(0), EntryType.CONF_CHANGE, data, change)
-        self.raft.step(Message(type=MessageType.PROP, frm=self.raft.id, entries=(entry,)))
+        self.raft.step_local(Message(type=MessageType.PROP, frm=self.raft.id, entries=(entry,)))
 
     def apply_conf_change(self, change: ConfChange) -> ConfState:
         """Apply a committed conf change; raises ConfChangeError and changes nothing if invalid."""
@@ -103,13 +103,13 @@ class RawNode:
             raise LeaderTransferRefused(f"cannot transfer leadership to {transferee:x}: {kind}")
         if self.raft.lead == NONE:
             raise NotLeader("no leader to transfer leadership from")
-        self.raft.step(Message(type=MessageType.TRANSFER_LEADER, frm=transferee))
+        self.raft.step_local(Message(type=MessageType.TRANSFER_LEADER, frm=transferee))
 
     def read_index(self, ctx: bytes) -> None:
         """Request a linearizable read point; the answer arrives as a ReadState with ``ctx``."""
         if not ctx:
             raise ValueError("read_index needs a non-empty, unique context")
-        self.raft.step(Message(type=MessageType.READ_INDEX, frm=self.raft.id, context=ctx))
+        self.raft.step_local(Message(type=MessageType.READ_INDEX, frm=self.raft.id, context=ctx))
 
     def report_unreachable(self, node: NodeId) -> None:
         """The transport failed to reach ``node``: stop pipelining to it and probe instead."""

@@ -1,0 +1,43 @@
+"""Bugs the simulator found, pinned as plain tests (seed and scenario)."""
+
+from __future__ import annotations
+
+import pytest
+
+from raft import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    Index,
+    Message,
+    MessageType,
+    NodeId,
+    Role,
+    Term,
+)
+from tests.raft.harness import Cluster
+from tests.raft.sim import run_seed
+
+
+@pytest.mark.parametrize("seed", [4, 234, 296, 870, 2427, 6759])
+def test_seeds_that_once_failed_now_pass(seed: int) -> None:
+    run_seed(seed)
+
+
+def test_a_proposal_forwarded_back_to_its_origin_never_raises_from_step() -> None:
+    """Seed 2427: a follower forwarded a conf change to the old leader, which forwarded it back
+    after the follower became leader itself; step() raised ConfChangeInProgress from a peer's
+    message. Now the refusal is reported as a rejected proposal instead."""
+    c = Cluster([1, 2, 3])
+    c.elect(1)
+    c.nodes[NodeId(1)].node.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, NodeId(9)))
+    leader = c.nodes[NodeId(1)]
+    change = ConfChange(ConfChangeType.ADD_LEARNER, NodeId(8))
+    entry = Entry(Term(0), Index(0), EntryType.CONF_CHANGE, b"mine", change)
+    # A PROP that originated at node 1 and comes back to it from a peer.
+    leader.node.step(Message(MessageType.PROP, to=NodeId(1), frm=NodeId(1), entries=(entry,)))
+    c.stabilize()
+    assert leader.role is Role.LEADER
+    assert [r.data for r in leader.rejected] == [b"mine"]
+    assert "already pending" in leader.rejected[0].reason
