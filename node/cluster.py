@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from node.codec import encode
 from node.domain_errors import (
     BadLeaderTransferee,
     LeaderChanged,
@@ -77,7 +78,6 @@ class ClusterManager:
         self,
         driver: RaftDriver,
         membership: Callable[[], Membership],
-        encode: Callable[[object], bytes],
         active_since: Callable[[int], float | None],
         timing: Timing,
         *,
@@ -86,7 +86,6 @@ class ClusterManager:
     ) -> None:
         self.driver = driver
         self._membership = membership
-        self._encode = encode
         self._active_since = active_since
         self.timing = timing
         self.strict = strict_reconfig_check
@@ -214,7 +213,7 @@ class ClusterManager:
             request = PublishRequest(self._next_id(), self.member_id, name, tuple(client_urls))
             try:
                 result = await asyncio.wait_for(
-                    self.driver.propose(self._encode(request), request.request_id),
+                    self.driver.propose(encode(request), request.request_id),
                     self.timing.request_timeout,
                 )
             except (ProposalDropped, TimeoutError):
@@ -245,7 +244,7 @@ class ClusterManager:
     async def _propose_until_taken(self, change: MembershipChange) -> Membership:
         while True:
             request = ChangeRequest(self._next_id(), change)
-            conf_change = change.to_conf_change(self._encode(request))
+            conf_change = change.to_conf_change(encode(request))
             try:
                 result = await self.driver.propose_conf_change(conf_change, request.request_id)
             except (ConfChangeInProgress, ProposalDropped) as exc:

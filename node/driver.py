@@ -255,6 +255,10 @@ class RaftDriver:
         self._put(_Event(EventKind.TRANSFER_LEADER, target=target, future=future))
         await future
 
+    def report_unreachable(self, peer: NodeId) -> None:
+        """The transport could not reach ``peer``: Raft stops pipelining to it."""
+        self._put(_Event(EventKind.CALL, call=lambda node: node.report_unreachable(peer)))
+
     async def call(self, fn: Callable[[RawNode], object]) -> object:
         """Run ``fn`` on the RawNode inside the driver task (for rare reads or reports)."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()

@@ -86,6 +86,8 @@ class TransportEvents:
     foreign: Callable[[str], None]
     #: Sending to a peer failed; Raft should probe it instead of pipelining.
     unreachable: Callable[[NodeId], None]
+    #: The applied membership, encoded, for a joining member's info request (spec §5.3).
+    membership: Callable[[], bytes] = lambda: b""
 
 
 class _PeerWriter:
@@ -276,10 +278,11 @@ class PeerTransport:
         if magic != MAGIC:
             log.warning("closing a peer connection that did not start with the handshake")
             return
+        if (cluster_id, sender, receiver) == (0, 0, 0):
+            await _reply(writer, HelloStatus.OK, self.events.membership())  # a joiner asks
+            return
         status, reason = self._judge(cluster_id, sender, receiver)
-        encoded = reason.encode()
-        writer.write(bytes([status]) + _LENGTH.pack(len(encoded)) + encoded)
-        await writer.drain()
+        await _reply(writer, status, reason.encode())
         if status is not HelloStatus.OK:
             if status is HelloStatus.CLUSTER_MISMATCH:
                 self.events.foreign(f"member {sender:x} of cluster {cluster_id:x} dialled us")
@@ -323,3 +326,29 @@ class PeerTransport:
 
 
 _LOCAL_ONLY = frozenset({MessageType.HUP, MessageType.BEAT, MessageType.CHECK_QUORUM})
+#: Replies to an info request may carry a whole membership.
+MAX_INFO: Final = 16 * 1024 * 1024
+
+
+async def _reply(writer: asyncio.StreamWriter, status: HelloStatus, body: bytes) -> None:
+    writer.write(bytes([status]) + _LENGTH.pack(len(body)) + body)
+    await writer.drain()
+
+
+async def fetch_info(url: str) -> bytes:
+    """Ask the member at peer ``url`` for its applied membership (the join flow, spec §5.3).
+    The caller bounds it with ``asyncio.timeout``."""
+    host, port = peer_address(url)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(_HELLO.pack(MAGIC, 0, 0, 0))
+        await writer.drain()
+        status = (await reader.readexactly(1))[0]
+        (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+        if status != HelloStatus.OK or length > MAX_INFO:
+            raise ConnectionError(f"peer {url} refused the info request")
+        return await reader.readexactly(length)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await writer.wait_closed()

@@ -1,0 +1,368 @@
+"""The composition root: builds a node from a NodeConfig, runs it, stops it (P4, P10).
+
+Start-up order (spec §5):
+1. Learn who we are: the data dir's metadata on a restart; the founding membership for a new
+   cluster; the peers' applied membership when joining an existing one.
+2. Open (or create) the data dir. A new cluster's founding members all install the same
+   bootstrap snapshot, so they agree on the first configuration with no log entries.
+3. Start the peer transport, the driver task and the ticker.
+4. Publish our name and client URLs through Raft, and only then open the client port.
+
+Stopping (first SIGTERM/SIGINT, or applying our own removal): close the client port while
+letting in-flight RPCs finish (bounded), stop the ticker, the driver, the transport, the storage.
+A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import grpclib.server
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError
+
+from node.cluster import ClusterManager, Timing
+from node.codec import decode, encode
+from node.config import NodeConfig
+from node.domain_errors import LearnerNotReady, MemberNotFound, MemberNotLearner
+from node.driver import RaftDriver
+from node.errors import ERRORS
+from node.join import JoinError, fetch_membership, find_self
+from node.membership import Member, Membership, build_initial_membership
+from node.services import etcd_services, install_request_context, patch_grpclib
+from node.services.cluster import ClusterService
+from node.services.maintenance import MaintenanceService
+from node.state import MembershipMachine
+from node.storage import DataDirError, DurableStorage, Identity, OsFileSystem, read_metadata
+from node.transport import PeerTransport, TransportEvents
+from proto import etcdserverpb as pb
+from raft import Config, Index, NodeId, bootstrap_snapshot
+
+log = logging.getLogger("raftnode")
+
+#: How long shutdown waits for in-flight client RPCs (spec §11, pitfall 3).
+DRAIN_SECONDS = 5.0
+#: A member that applied its own removal finishes its reply, then stops (spec §6).
+REMOVAL_GRACE_SECONDS = 0.5
+
+
+class StartupError(Exception):
+    """The node refuses to start; the message says why (exit code 1, no traceback)."""
+
+
+@dataclass
+class Node:
+    config: NodeConfig
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    exit_code: int = 0
+    storage: DurableStorage | None = None
+    transport: PeerTransport | None = None
+    driver: RaftDriver | None = None
+    machine: MembershipMachine | None = None
+    manager: ClusterManager | None = None
+    servers: list[grpclib.server.Server] = field(default_factory=list)
+    client_ports: list[int] = field(default_factory=list)
+    peer_ports: list[int] = field(default_factory=list)
+    _ticker: asyncio.Task[None] | None = None
+    _timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        identity, membership = await self._identity()
+        self.storage = await asyncio.to_thread(
+            DurableStorage.open,
+            self.config.data_dir,
+            identity,
+            snapshot_count=self.config.snapshot_count,
+        )
+        storage = self.storage
+        snapshot = storage.snapshot()
+        if snapshot.is_empty() and storage.last_index() == 0 and self.config.is_new_cluster:
+            boot = bootstrap_snapshot(membership.conf_state().voters, encode(membership))
+            await storage.save(None, [], boot)
+            snapshot = boot
+        if not snapshot.is_empty():
+            membership = decode(snapshot.data, Membership)
+        self.machine = MembershipMachine(membership)
+        member_id = NodeId(identity.member_id)
+        self.transport = PeerTransport(
+            identity.cluster_id,
+            member_id,
+            TransportEvents(
+                deliver=self._deliver,
+                removed=self._on_removed_by_peer,
+                foreign=self._on_foreign,
+                unreachable=self._on_unreachable,
+                membership=lambda: encode(self._machine().membership),
+            ),
+        )
+        raft_config = Config(
+            id=member_id,
+            election_tick=self.config.election_ticks,
+            heartbeat_tick=self.config.heartbeat_ticks,
+            rng=random.Random(),
+            applied=Index(snapshot.metadata.index),
+        )
+        self.driver = RaftDriver(raft_config, storage, self.transport, self.machine)
+        self.machine.add_listener(self._on_membership_change)
+        await self.transport.start(self.config.listen_peer_urls)
+        self.peer_ports = self.transport.bound_ports()
+        self._update_peers(self.machine.membership)
+        self.driver.start()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="raft-ticker")
+        self.manager = ClusterManager(
+            self.driver,
+            lambda: self._machine().membership,
+            self.transport.active_since,
+            Timing(
+                request_timeout=self.config.request_timeout_s,
+                heartbeat=self.config.tick_interval_s,
+                health_interval=self.config.health_interval_s,
+            ),
+            strict_reconfig_check=self.config.strict_reconfig_check,
+            forward_promote=forward_promote,
+        )
+        log.info("member %x of cluster %x starting; publishing", member_id, identity.cluster_id)
+        await self.manager.publish(self.config.name, self.config.advertise_client_urls)
+        await self._serve_clients()
+        log.info(
+            "member %x ready to serve clients on %s", member_id, self.config.listen_client_urls
+        )
+
+    async def _identity(self) -> tuple[Identity, Membership]:
+        cfg = self.config
+        metadata = read_metadata(OsFileSystem(), cfg.data_dir)
+        if metadata is not None:
+            if metadata.removed:
+                raise StartupError(
+                    f"member {metadata.identity.member_id:x} was removed from the cluster; "
+                    f"delete the data dir {cfg.data_dir} to join again as a new member"
+                )
+            if metadata.identity.cluster_token != cfg.initial_cluster_token and cfg.is_new_cluster:
+                raise StartupError(
+                    f"the data dir {cfg.data_dir} belongs to cluster token "
+                    f"{metadata.identity.cluster_token!r}, not --initial-cluster-token="
+                    f"{cfg.initial_cluster_token!r}"
+                )
+            placeholder = Membership(cluster_id=metadata.identity.cluster_id)
+            return metadata.identity, placeholder
+        if cfg.is_new_cluster:
+            try:
+                membership = build_initial_membership(
+                    cfg.initial_cluster, cfg.initial_cluster_token, cfg.max_learners
+                )
+            except ValueError as exc:
+                raise StartupError(str(exc)) from None
+            own = membership.find_by_peer_urls(cfg.initial_advertise_peer_urls)
+            assert own is not None  # NodeConfig checked our entry
+            return Identity(membership.cluster_id, own.id, cfg.initial_cluster_token), membership
+        peers = [u for name, urls in cfg.initial_cluster for u in urls if name != cfg.name]
+        peers = [u for u in peers if u not in cfg.initial_advertise_peer_urls]
+        try:
+            membership = await fetch_membership(peers, attempt_s=cfg.request_timeout_s)
+            own = find_self(membership, cfg.initial_advertise_peer_urls, cfg.initial_cluster)
+        except JoinError as exc:
+            raise StartupError(str(exc)) from None
+        membership = Membership(
+            cluster_id=membership.cluster_id,
+            members=membership.members,
+            removed=membership.removed,
+            max_learners=cfg.max_learners,
+        )
+        return Identity(membership.cluster_id, own.id, cfg.initial_cluster_token), membership
+
+    async def _serve_clients(self) -> None:
+        patch_grpclib()
+        storage = self._storage()
+        services = etcd_services(
+            cluster=ClusterService(self._manager()),
+            maintenance=MaintenanceService(self._manager(), storage.disk_usage),
+        )
+        for url in self.config.listen_client_urls:
+            parts = urlsplit(url)
+            # Bind the socket ourselves so port 0 works and the bound port is known (pitfall 11).
+            sock = socket.create_server((parts.hostname or "", parts.port or 0))
+            server = grpclib.server.Server(services)
+            install_request_context(server)
+            await server.start(sock=sock)
+            self.servers.append(server)
+            self.client_ports.append(sock.getsockname()[1])
+
+    async def _tick_forever(self) -> None:
+        driver = self._driver()
+        interval = self.config.tick_interval_s
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += interval
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            driver.tick()
+
+    # ------------------------------------------------------------------ events
+
+    def _deliver(self, message: object) -> None:
+        self._driver().step(message)  # type: ignore[arg-type]
+
+    def _on_unreachable(self, peer: NodeId) -> None:
+        self._driver().report_unreachable(peer)
+
+    def _on_removed_by_peer(self, reason: str) -> None:
+        log.error("%s; the data dir must be deleted before this member can join again", reason)
+        self._mark_removed_and_stop()
+
+    def _on_foreign(self, reason: str) -> None:
+        log.error("cluster ID mismatch: %s", reason)
+        if not self.stopping.is_set():
+            self.exit_code = 1
+            self.stopping.set()
+
+    def _on_membership_change(self, old: Membership, new: Membership) -> None:
+        self._update_peers(new)
+        me = int(self._driver().status.id)
+        if me in new.removed and me not in old.removed:
+            log.warning(
+                "member %x was permanently removed from the cluster; its data dir must be "
+                "deleted before it can join again",
+                me,
+            )
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(REMOVAL_GRACE_SECONDS, self._mark_removed_and_stop))
+
+    def _mark_removed_and_stop(self) -> None:
+        if self.storage is not None:
+            with contextlib.suppress(Exception):
+                self.storage.mark_removed()
+        self.stopping.set()
+
+    def _update_peers(self, membership: Membership) -> None:
+        if self.transport is not None:
+            peers = {m.id: m.peer_urls for m in membership.members}
+            self.transport.update_peers(peers, membership.removed)
+
+    # ------------------------------------------------------------------ stop
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), DRAIN_SECONDS)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self.driver is not None:
+            await self.driver.close()
+        if self.transport is not None:
+            await self.transport.close()
+        if self.storage is not None:
+            self.storage.close()
+
+    # ------------------------------------------------------------------ accessors
+
+    def _driver(self) -> RaftDriver:
+        assert self.driver is not None
+        return self.driver
+
+    def _machine(self) -> MembershipMachine:
+        assert self.machine is not None
+        return self.machine
+
+    def _manager(self) -> ClusterManager:
+        assert self.manager is not None
+        return self.manager
+
+    def _storage(self) -> DurableStorage:
+        assert self.storage is not None
+        return self.storage
+
+
+async def forward_promote(leader: Member, member_id: int) -> Membership:
+    """Send a MemberPromote to the leader's client URL (spec §3.10 forwarding)."""
+    parts = urlsplit(leader.client_urls[0])
+    channel = Channel(parts.hostname, parts.port)
+    try:
+        stub = pb.ClusterStub(channel)
+        reply = await stub.member_promote(pb.MemberPromoteRequest(id=member_id))
+    except GRPCError as exc:
+        for error in (LearnerNotReady, MemberNotFound, MemberNotLearner):
+            if exc.message == ERRORS[error].message:
+                raise error() from None
+        raise
+    finally:
+        channel.close()
+    members = tuple(
+        Member(
+            id=m.id,
+            name=m.name,
+            peer_urls=tuple(m.peer_ur_ls),
+            client_urls=tuple(m.client_ur_ls),
+            is_learner=m.is_learner,
+        )
+        for m in reply.members
+    )
+    return Membership(cluster_id=reply.header.cluster_id, members=members)
+
+
+async def serve(config: NodeConfig, ready: asyncio.Event | None = None) -> int:
+    node = Node(config)
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting at once")
+            os._exit(1)
+        log.info("signal received: draining and stopping")
+        node.stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        starting = asyncio.create_task(node.start())
+        stop_wait = asyncio.create_task(node.stopping.wait())
+        done, _ = await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if starting in done:
+            starting.result()  # raises a StartupError
+            if ready is not None:
+                ready.set()
+            await stop_wait
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+    except (StartupError, DataDirError) as exc:
+        log.error("%s", exc)
+        node.exit_code = 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await node.close()
+    return node.exit_code
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run(config: NodeConfig) -> int:
+    configure_logging(config.log_level)
+    return asyncio.run(serve(config))

@@ -1,0 +1,53 @@
+"""etcd's Maintenance.Status and MoveLeader (spec §7) as thin adapters; the other Maintenance
+methods stay UNIMPLEMENTED through the generated base class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from node.cluster import ClusterManager
+from node.domain_errors import NotSupportedForLearner
+from node.errors import to_grpc_error
+from node.services.cluster import answer, header_to_proto
+from proto import etcdserverpb as pb
+
+#: The etcd API level raftnode emulates; also what GET /version reports (spec §7.1).
+VERSION = "3.5.0"
+#: The KV revision of an empty etcd: raftnode keeps no keys (spec §7.1).
+REVISION = 1
+NO_LEADER = "etcdserver: no leader"
+
+
+class MaintenanceService(pb.MaintenanceBase):
+    def __init__(self, manager: ClusterManager, db_size: Callable[[], int]) -> None:
+        self.manager = manager
+        self._db_size = db_size
+
+    async def status(self, status_request: pb.StatusRequest) -> pb.StatusResponse:
+        """Always served: on learners, without a leader, without quorum."""
+        try:
+            st = self.manager.driver.status
+            header = header_to_proto(self.manager.header())
+            header.revision = REVISION
+            size = self._db_size()
+            return pb.StatusResponse(
+                header=header,
+                version=VERSION,
+                db_size=size,
+                db_size_in_use=size,
+                leader=int(st.lead),
+                raft_index=int(st.commit),
+                raft_term=int(st.applied_term),
+                raft_applied_index=int(st.applied),
+                errors=[] if st.lead else [NO_LEADER],
+                is_learner=self.manager.is_learner(),
+            )
+        except Exception as exc:
+            raise to_grpc_error(exc) from None
+
+    async def move_leader(self, move_leader_request: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
+        target = move_leader_request.target_id
+        if self.manager.is_learner():
+            raise to_grpc_error(NotSupportedForLearner())
+        await answer(self.manager, lambda: self.manager.move_leader(target))
+        return pb.MoveLeaderResponse()  # etcd leaves the header out (spec §7.2)
