@@ -164,6 +164,8 @@ IMPORT_RULES: dict[str, Rule] = {
     **dict.fromkeys(CLIENT_EDGE, _NODE_EDGE),
     "node.services.*": _NODE_EDGE,
     **dict.fromkeys(ENTRY_POINTS, _NODE_ENTRY),
+    # The local-cluster launcher runs members as processes; it needs nothing of the node.
+    "node.localcluster": _rule({STDLIB}),
 }
 """Module-name pattern -> the rule for modules it matches. Each module must match exactly one."""
 
