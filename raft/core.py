@@ -271,6 +271,9 @@ class Raft:
                 self.step(Message(type=MT.CHECK_QUORUM, frm=self.id))
             if self.role is Role.LEADER and self.lead_transferee != NONE:
                 self._abort_leader_transfer()  # the transferee did not take over in time
+                if self.id not in self.tracker.voters:
+                    log.info("%x steps down: the handover after its removal timed out", self.id)
+                    self.become_follower(self.term, NONE)
         if self.role is not Role.LEADER:
             return
         for _, pr in self.tracker.items():
@@ -548,9 +551,16 @@ class Raft:
         self.election_elapsed = 0  # the transfer must finish within one election timeout
         self.lead_transferee = transferee
         if self.tracker.progress[transferee].match == self.log.last_index():
-            self._reply(transferee, MT.TIMEOUT_NOW)
+            self._send_timeout_now(transferee)
         else:
             self._send_append(transferee)
+
+    def _send_timeout_now(self, transferee: NodeId) -> None:
+        self._reply(transferee, MT.TIMEOUT_NOW)
+        if self.id not in self.tracker.voters:
+            # A removed leader's job ends here: the transferee campaigns among the remaining
+            # voters, who will never tell us about the new term.
+            self.become_follower(self.term, NONE)
 
     def _abort_leader_transfer(self) -> None:
         self.lead_transferee = NONE
@@ -584,7 +594,7 @@ class Raft:
         while self._send_append(m.frm, send_if_empty=False):
             pass
         if m.frm == self.lead_transferee and pr.match == self.log.last_index():
-            self._reply(m.frm, MT.TIMEOUT_NOW)
+            self._send_timeout_now(m.frm)
 
     def _leader_heartbeat_response(self, m: Message) -> None:
         pr = self.tracker.progress[m.frm]
@@ -726,10 +736,6 @@ class Raft:
             return
         if self.role is not Role.LEADER:
             return
-        if self.id not in conf.voters:
-            log.info("%x steps down: no longer a voter", self.id)
-            self.become_follower(self.term, NONE)
-            return
         if self.lead_transferee != NONE and self.lead_transferee not in conf.voters:
             self._abort_leader_transfer()
         # A smaller quorum may commit more; new members need the log.
@@ -739,3 +745,14 @@ class Raft:
             for node, pr in self.tracker.items():
                 if node != self.id and pr.match == 0:
                     self._send_append(node)
+        if self.id not in conf.voters:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """This leader was removed (or demoted): it no longer counts toward commit, takes no
+        proposals, and hands leadership to the most up-to-date voter with TimeoutNow, so the
+        cluster is not leaderless for an election timeout (spec §6, D7). If the handover does
+        not happen within an election timeout, it steps down anyway."""
+        best = max(self.tracker.voters, key=lambda v: (self.tracker.progress[v].match, -v))
+        log.info("%x is no longer a voter: handing leadership to %x", self.id, best)
+        self._leader_transfer(Message(type=MT.TRANSFER_LEADER, frm=best))

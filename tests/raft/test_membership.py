@@ -267,9 +267,12 @@ def test_removing_the_leader():
     change = cc(CT.REMOVE, 1)
     change_and_settle(c, 1, change)
     (index,) = [e.index for e in conf_entries(old)]
-    # It led until it applied its own removal, then stepped down.
+    # It led until it applied its own removal, then sent TimeoutNow to an up-to-date remaining
+    # voter and stepped down (D7): no leaderless election timeout, no tick needed.
     assert (NodeId(1), index, Role.LEADER, Role.FOLLOWER) in c.applies
     assert role(old) is Role.FOLLOWER
+    handed_to = leader_among(c, [2, 3])
+    assert handed_to is not None and handed_to.term == old_term + 1
     assert all(node(c, i).conf_log == [(index, change, True)] for i in (1, 2, 3))
     assert_confs_agree(c, [1, 2, 3])
     assert node(c, 2).conf.voters == ids(2, 3)

@@ -41,3 +41,22 @@ def test_a_proposal_forwarded_back_to_its_origin_never_raises_from_step() -> Non
     assert leader.role is Role.LEADER
     assert [r.data for r in leader.rejected] == [b"mine"]
     assert "already pending" in leader.rejected[0].reason
+
+
+def test_a_removed_leader_hands_over_to_a_lagging_voter_once_it_caught_up() -> None:
+    """D7: the transferee must hold the whole log before TimeoutNow; until then the removed
+    leader keeps replicating but takes no proposals and does not count toward commit."""
+    c = Cluster([1, 2, 3], seed=5)
+    c.elect(1)
+    c.isolate(3)
+    for i in range(5):
+        c.propose(1, b"x%d" % i)
+    c.heal()
+    c.cut_link(1, 2)  # 2 cannot hear the leader: 3 is the one that must be handed over to
+    c.nodes[NodeId(1)].node.propose_conf_change(ConfChange(ConfChangeType.REMOVE, NodeId(1)))
+    c.stabilize()
+    c.tick(3)
+    new = c.leader()
+    assert new is not None and new.id == 3
+    assert c.nodes[NodeId(1)].role is Role.FOLLOWER
+    assert c.nodes[NodeId(3)].applied == [b"x%d" % i for i in range(5)]
