@@ -111,6 +111,20 @@ class RawNode:
             raise ValueError("read_index needs a non-empty, unique context")
         self.raft.step_local(Message(type=MessageType.READ_INDEX, frm=self.raft.id, context=ctx))
 
+    def forget_leader(self, campaign_within: int = 0) -> None:
+        """The application has strong evidence the leader is gone (its connection closed as its
+        process died): stop trusting the leader's lease now, so PreVote can succeed without
+        waiting out the election timeout. With ``campaign_within`` > 0 this node's own election
+        timer fires within that many ticks (a random share of them, so nodes do not collide).
+        Safe: it changes no term or vote, and a live leader's next message restores it."""
+        r = self.raft
+        if r.role is not Role.FOLLOWER or r.lead == NONE:
+            return
+        r.lead = NONE
+        if campaign_within > 0:
+            soon = r.randomized_election_timeout - 1 - r.cfg.rng.randrange(campaign_within)
+            r.election_elapsed = max(r.election_elapsed, soon)
+
     def report_unreachable(self, node: NodeId) -> None:
         """The transport failed to reach ``node``: stop pipelining to it and probe instead."""
         pr = self.raft.tracker.progress.get(node)

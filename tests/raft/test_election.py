@@ -459,3 +459,27 @@ def test_node_with_unapplied_conf_change_ignores_timeout_now():
     c.stabilize()
     assert role(n3) is Role.FOLLOWER and n3.term == term
     assert role(leader) is Role.LEADER
+
+
+def test_forget_leader_lets_followers_elect_without_waiting_out_the_lease():
+    """Crash failover: followers that saw the leader's connection close forget it; PreVote then
+    succeeds at once instead of after an election timeout (issue 5, item 6)."""
+    c = Cluster([1, 2, 3], seed=11)
+    c.elect(1)
+    c.crash(1)
+    for node_id in (2, 3):
+        c.nodes[NodeId(node_id)].node.forget_leader(campaign_within=3)
+    for _ in range(3):
+        c.tick(1, nodes=[2, 3])
+    new = leader_among(c, [2, 3])
+    assert new is not None, "a new leader within campaign_within ticks"
+
+
+def test_forget_leader_without_the_leader_dying_changes_nothing_lasting():
+    c = Cluster([1, 2, 3], seed=12)
+    leader = c.elect(1)
+    term = leader.term
+    c.nodes[NodeId(2)].node.forget_leader()
+    assert c.lead_of(2) == 0
+    c.tick(1)  # the next heartbeat restores it
+    assert c.lead_of(2) == 1 and leader.term == term and leader.role is Role.LEADER
