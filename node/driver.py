@@ -255,6 +255,16 @@ class RaftDriver:
         self._put(_Event(EventKind.TRANSFER_LEADER, target=target, future=future))
         await future
 
+    def peer_lost(self, peer: NodeId, campaign_within: int = 3) -> None:
+        """A peer's connection closed (its process likely died). If it was our leader, stop
+        trusting its lease and campaign within a few ticks (issue 5: crash failover)."""
+
+        def forget(node: RawNode) -> None:
+            if node.raft.lead == peer:
+                node.forget_leader(campaign_within)
+
+        self._put(_Event(EventKind.CALL, call=forget))
+
     def report_unreachable(self, peer: NodeId) -> None:
         """The transport could not reach ``peer``: Raft stops pipelining to it."""
         self._put(_Event(EventKind.CALL, call=lambda node: node.report_unreachable(peer)))
