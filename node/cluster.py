@@ -7,6 +7,11 @@ wait for this node to apply it, answer with the post-apply membership or the app
 Conf changes from one node are **serialised** (D3): a lock admits one at a time, and a refusal
 because another node's change is still pending is retried with a backoff until the request's
 bound (ReqTimeout), never silently dropped.
+
+Every use of time goes through one injected ``Clock`` (P4): ReqTimeout and the other bounds,
+the retry backoffs, the strict checks' health horizon and the second hashed into a runtime
+member ID. Production uses ``SystemClock``; tests use ``node.testing.ManualClock``, whose time
+moves only when the test advances it, so no test here waits on the wall clock (P8).
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 from node.codec import encode
 from node.domain_errors import (
@@ -49,7 +56,15 @@ from node.membership import (
     learner_ready,
 )
 from node.urls import normalize_peer_urls
-from raft import NONE, ConfChangeInProgress, NodeId, ProposalDropped, Role
+from raft import (
+    NONE,
+    ConfChangeInProgress,
+    LeaderTransferRefused,
+    NodeId,
+    ProposalDropped,
+    Role,
+)
+from raft import NotLeader as RaftNotLeader
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +88,40 @@ class Timing:
     health_interval: float = 5.0
 
 
+class Clock(Protocol):
+    """The time the Cluster API reads: one edge, so tests can replace it (P4)."""
+
+    def monotonic(self) -> float:
+        """Seconds on the clock the transport's ``active_since`` times are read from."""
+        ...
+
+    def time(self) -> float:
+        """Unix time in seconds (its whole seconds go into a runtime member ID, spec §3.3)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """Like ``asyncio.timeout``: cancel the body after ``seconds``, raise TimeoutError."""
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` (as the peer transport uses), ``time.time``, asyncio."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        return asyncio.timeout(seconds)
+
+
 class ClusterManager:
     def __init__(
         self,
@@ -83,14 +132,19 @@ class ClusterManager:
         *,
         strict_reconfig_check: bool = True,
         forward_promote: Callable[[Member, int], Awaitable[Membership]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``active_since(peer)``: since when (on ``clock.monotonic()``) this node's link to
+        ``peer`` has been continuously up, or None. ``forward_promote(leader, id)`` sends a
+        promote to the leader and returns its post-apply membership (spec §3.10)."""
         self.driver = driver
         self._membership = membership
         self._active_since = active_since
         self.timing = timing
         self.strict = strict_reconfig_check
         self._forward_promote = forward_promote
-        self._request_ids = itertools.count(int(time.time() * 1000) << 16)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._request_ids = request_ids(int(driver.status.id), int(time.time() * 1000))
         self._change_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ views
@@ -110,16 +164,18 @@ class ClusterManager:
     def is_learner(self) -> bool:
         return self.member_id in self.membership.learner_ids()
 
-    def check_gates(self, requires_leader: bool) -> None:
-        """Spec §3.1: a learner serves no Cluster RPC; ``hasleader`` needs a known leader."""
-        if self.is_learner():
+    def check_gates(self, requires_leader: bool, *, served_on_learners: bool = False) -> None:
+        """Spec §3.1, in order: a learner serves nothing but Status (``served_on_learners``);
+        ``hasleader: true`` needs a known leader, on every RPC, Status included (as etcd's
+        interceptor does)."""
+        if not served_on_learners and self.is_learner():
             raise NotSupportedForLearner()
         if requires_leader and self.driver.status.lead == NONE:
             raise NoLeader()
 
     def connected_voters(self) -> set[int]:
         """Voters this node has reached continuously for the health interval (self included)."""
-        horizon = time.monotonic() - self.timing.health_interval
+        horizon = self.clock.monotonic() - self.timing.health_interval
         connected = {self.member_id}
         for voter in self.membership.voter_ids():
             since = self._active_since(voter)
@@ -138,40 +194,46 @@ class ClusterManager:
         self, peer_urls: Sequence[str], is_learner: bool
     ) -> tuple[Member, Membership]:
         urls = normalize_peer_urls(peer_urls)
-        member_id = runtime_member_id(urls, int(time.time()))
-        if self.strict:
-            check_add(self.membership, is_learner, self.member_id, self.connected_voters())
+        member_id = runtime_member_id(urls, int(self.clock.time()))
+
+        def strict_checks() -> None:
+            if self.strict:
+                check_add(self.membership, is_learner, self.member_id, self.connected_voters())
+
         kind = ChangeKind.ADD_LEARNER if is_learner else ChangeKind.ADD_VOTER
-        after = await self.change(MembershipChange(kind, member_id, urls))
+        after = await self.change(MembershipChange(kind, member_id, urls), strict_checks)
         member = after.get(member_id)
         assert member is not None
         return member, after
 
     async def member_remove(self, member_id: int) -> Membership:
-        if member_id == 0:
-            raise MemberNotFound()  # raft cannot carry ID 0; etcd fails it at apply the same way
-        if self.strict:
-            target_active = self._active_since(member_id) is not None
-            check_remove(
-                self.membership,
-                member_id,
-                self.member_id,
-                self.connected_voters(),
-                target_active,
-            )
-        return await self.change(MembershipChange(ChangeKind.REMOVE, member_id))
+        def checks() -> None:
+            if self.strict:
+                check_remove(
+                    self.membership,
+                    member_id,
+                    self.member_id,
+                    self.connected_voters(),
+                    self._active_since(member_id) is not None,
+                )
+            if member_id == 0:
+                # etcd fails ID 0 at apply, after the strict checks; raft cannot carry ID 0,
+                # so the same error comes at the same point in the order, with no log entry.
+                raise MemberNotFound()
+
+        return await self.change(MembershipChange(ChangeKind.REMOVE, member_id), checks)
 
     async def member_update(self, member_id: int, peer_urls: Sequence[str]) -> Membership:
-        urls = normalize_peer_urls(peer_urls)
+        urls = normalize_peer_urls(peer_urls)  # D1: validated pre-raft, like MemberAdd
         if member_id == 0:
             raise MemberNotFound()
         return await self.change(MembershipChange(ChangeKind.UPDATE, member_id, urls))
 
     async def member_promote(self, member_id: int) -> Membership:
-        status = self.driver.status
+        """Spec §3.10, in upstream's order; only the leader judges readiness."""
         if member_id == 0 or member_id in self.membership.removed:
             raise MemberNotFound()  # D4: at once, from any node
-        if status.role is not Role.LEADER:
+        if self.driver.status.role is not Role.LEADER:
             return await self._forward(member_id)
         await self._wait_applied_caught_up()
         status = self.driver.status
@@ -184,9 +246,12 @@ class ClusterManager:
         own = status.progress.get(status.id)
         if own is None or not learner_ready(progress.match, own.match):
             raise LearnerNotReady()
-        if self.strict:
-            check_promote_started(self.membership, member_id)
-        return await self.change(MembershipChange(ChangeKind.PROMOTE, member_id))
+
+        def strict_checks() -> None:
+            if self.strict:
+                check_promote_started(self.membership, member_id)
+
+        return await self.change(MembershipChange(ChangeKind.PROMOTE, member_id), strict_checks)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -198,40 +263,49 @@ class ClusterManager:
             raise BadLeaderTransferee()
         if status.lead == target:
             return
-        await self.driver.transfer_leader(NodeId(target))
         try:
-            await asyncio.wait_for(
-                self.driver.wait_status(lambda st: st.lead == target),
-                self.timing.request_timeout,
-            )
+            async with self.clock.timeout(self.timing.request_timeout):
+                await self.driver.transfer_leader(NodeId(target))
+                await self.driver.wait_status(lambda st: st.lead == target)
         except TimeoutError:
             raise LeaderTransferTimeout() from None
+        except LeaderTransferRefused:
+            raise BadLeaderTransferee() from None  # raft's view of the voters disagreed
+        except RaftNotLeader:
+            raise NotLeader() from None  # we lost leadership before raft took the request
+        except DriverStopped:
+            raise Stopped() from None
 
     async def publish(self, name: str, client_urls: Sequence[str]) -> Membership:
         """Propose this member's name and client URLs, retrying until applied (spec §5.1)."""
         while True:
             request = PublishRequest(self._next_id(), self.member_id, name, tuple(client_urls))
             try:
-                result = await asyncio.wait_for(
-                    self.driver.propose(encode(request), request.request_id),
-                    self.timing.request_timeout,
-                )
+                async with self.clock.timeout(self.timing.request_timeout):
+                    result = await self.driver.propose(encode(request), request.request_id)
             except (ProposalDropped, TimeoutError):
-                await asyncio.sleep(self.timing.heartbeat)
+                await self.clock.sleep(self.timing.heartbeat)
                 continue
             assert isinstance(result, Membership)
             return result
 
     # ------------------------------------------------------------------ proposing
 
-    async def change(self, change: MembershipChange) -> Membership:
-        """Propose one conf change and wait for this node to apply it, within ReqTimeout."""
+    async def change(
+        self, change: MembershipChange, checks: Callable[[], None] | None = None
+    ) -> Membership:
+        """Propose one conf change and wait for this node to apply it, within ReqTimeout.
+
+        ``checks`` (the strict reconfiguration checks) run when the change's turn comes, under
+        the lock and again before every retry, so they judge the membership the change will be
+        applied to, not one that an earlier queued change is about to replace (D3).
+        """
         started_without_leader = self.driver.status.lead == NONE
         leader_seen = self.driver.status.lead
         try:
-            async with asyncio.timeout(self.timing.request_timeout):
+            async with self.clock.timeout(self.timing.request_timeout):
                 async with self._change_lock:
-                    return await self._propose_until_taken(change)
+                    return await self._propose_until_taken(change, checks)
         except TimeoutError:
             if started_without_leader:
                 raise TimeoutDueToLeaderFail() from None
@@ -241,8 +315,12 @@ class ClusterManager:
         except DriverStopped:
             raise Stopped() from None
 
-    async def _propose_until_taken(self, change: MembershipChange) -> Membership:
+    async def _propose_until_taken(
+        self, change: MembershipChange, checks: Callable[[], None] | None
+    ) -> Membership:
         while True:
+            if checks is not None:
+                checks()
             request = ChangeRequest(self._next_id(), change)
             conf_change = change.to_conf_change(encode(request))
             try:
@@ -250,7 +328,7 @@ class ClusterManager:
             except (ConfChangeInProgress, ProposalDropped) as exc:
                 # Another change is pending, or there is no leader yet: wait and retry (D3).
                 log.debug("conf change %s not taken yet: %s", change.kind.value, exc)
-                await asyncio.sleep(self.timing.heartbeat)
+                await self.clock.sleep(self.timing.heartbeat)
                 continue
             assert isinstance(result, Membership)
             return result
@@ -263,20 +341,22 @@ class ClusterManager:
             except ReadIndexLost:
                 raise LeaderChanged() from None
             except ProposalDropped:
-                await asyncio.sleep(self.timing.heartbeat)  # no leader yet: wait within bound
+                await self.clock.sleep(self.timing.heartbeat)  # no leader yet: wait within bound
             except DriverStopped:
                 raise Stopped() from None
 
     async def _bounded(self, work: Awaitable[None]) -> None:
         try:
-            await asyncio.wait_for(work, self.timing.request_timeout)
+            async with self.clock.timeout(self.timing.request_timeout):
+                await work
         except TimeoutError:
             raise RequestTimeout() from None
 
     async def _wait_applied_caught_up(self) -> None:
         status = self.driver.status
         try:
-            await asyncio.wait_for(self.driver.wait_applied(status.commit), APPLY_WAIT)
+            async with self.clock.timeout(APPLY_WAIT):
+                await self.driver.wait_applied(status.commit)
         except TimeoutError:
             raise TimeoutWaitAppliedIndex() from None
 
@@ -291,7 +371,7 @@ class ClusterManager:
                 lead = self.driver.status.lead
                 leader = self.membership.get(int(lead)) if lead != NONE else None
                 if leader is None or not leader.client_urls:
-                    await asyncio.sleep(self.timing.heartbeat)
+                    await self.clock.sleep(self.timing.heartbeat)
                     continue
                 try:
                     return await forward(leader, member_id)
@@ -299,14 +379,29 @@ class ClusterManager:
                     raise
                 except Exception as exc:  # a transport hiccup or a leader change: retry
                     log.debug("forwarding promote to %x failed: %s", lead, exc)
-                    await asyncio.sleep(self.timing.heartbeat)
+                    await self.clock.sleep(self.timing.heartbeat)
 
         try:
-            return await asyncio.wait_for(attempt(), self.timing.request_timeout)
+            async with self.clock.timeout(self.timing.request_timeout):
+                return await attempt()
         except TimeoutError:
             if self.driver.status.lead == NONE:
                 raise NoLeader() from None
             raise RequestTimeout() from None
 
     def _next_id(self) -> int:
-        return next(self._request_ids) & (2**63 - 1)
+        return next(self._request_ids)
+
+
+def request_ids(member_id: int, now_ms: int) -> Iterator[int]:
+    """Request ids unique across the cluster and across restarts (etcd's ``idutil.Generator``).
+
+    Every node resolves the waiter whose id an applied entry carries, whoever proposed it, so
+    two members must never use the same id: the top 2 bytes are the member ID's low 2 bytes,
+    the next 5 the start time in milliseconds (a restart does not reuse ids), the last byte a
+    counter that carries into the time bytes.
+    """
+    prefix = (member_id & 0xFFFF) << 48
+    suffix_mask = (1 << 48) - 1
+    for suffix in itertools.count((now_ms & 0xFF_FFFF_FFFF) << 8):
+        yield prefix | (suffix & suffix_mask)

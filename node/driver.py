@@ -76,7 +76,11 @@ class PeerSender(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What applying one entry produced, for the Future of the request that proposed it."""
+    """What applying one entry produced, for the Future of the request that proposed it.
+
+    Every node answers the local request whose id an applied entry carries, whoever proposed
+    it, so request ids must be unique across the whole cluster (the membership layer puts the
+    member ID in their top bytes, as etcd's ID generator does)."""
 
     request_id: int | None
     #: The state machine's answer; an Exception instance is raised to the waiter.

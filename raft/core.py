@@ -86,6 +86,9 @@ class Raft:
         self.lead = NONE
         self.role = Role.FOLLOWER
         self.append_pending = False
+        #: A TimeoutNow that arrived while a committed conf change was still unapplied (e.g. the
+        #: removal of the leader that sent it): honoured once the application has applied it.
+        self.deferred_timeout_now: Term | None = None
         #: Set while stepping a request of the local application (see step_local).
         self._local = False
         self.lead_transferee = NONE
@@ -202,6 +205,7 @@ class Raft:
             self.term = term
             self.vote = NONE
         self.lead = NONE
+        self.deferred_timeout_now = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         jitter = self.cfg.rng.randrange(self.cfg.election_tick)
@@ -380,6 +384,14 @@ class Raft:
             self.vote = m.frm
 
     # ------------------------------------------------------------------ elections
+
+    def resume_deferred_transfer(self) -> None:
+        """Called after the application applied entries: run a deferred TimeoutNow."""
+        if self.deferred_timeout_now is None or self._has_unapplied_conf_change():
+            return
+        term, self.deferred_timeout_now = self.deferred_timeout_now, None
+        if term == self.term and self.role is Role.FOLLOWER:
+            self._hup(transfer=True)
 
     def _has_unapplied_conf_change(self) -> bool:
         lo = Index(max(self.log.applied + 1, self.log.first_index()))
@@ -663,7 +675,10 @@ class Raft:
             if self.lead != NONE:
                 self._send(Message(type=m.type, to=self.lead, frm=m.frm, term=self.term))
         elif m.type is MT.TIMEOUT_NOW:
-            self._hup(transfer=True)
+            if self._has_unapplied_conf_change():
+                self.deferred_timeout_now = self.term
+            else:
+                self._hup(transfer=True)
         elif m.type is MT.READ_INDEX:
             if self.lead == NONE:
                 if self._local:

@@ -191,6 +191,7 @@ class RawNode:
             r.log.stable_to(last.index, last.term)
         if rd.committed_entries:
             r.log.applied_to(rd.committed_entries[-1].index)
+            r.resume_deferred_transfer()
 
     # -- observation --
 

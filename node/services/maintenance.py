@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from node.cluster import ClusterManager
-from node.domain_errors import NotSupportedForLearner
-from node.errors import to_grpc_error
+from node.domain_errors import NoLeader
+from node.errors import ERRORS, to_grpc_error
 from node.services.cluster import answer, header_to_proto
+from node.services.context import requires_leader
 from proto import etcdserverpb as pb
 
 #: The etcd API level raftnode emulates; also what GET /version reports (spec §7.1).
 VERSION = "3.5.0"
 #: The KV revision of an empty etcd: raftnode keeps no keys (spec §7.1).
 REVISION = 1
-NO_LEADER = "etcdserver: no leader"
+#: Status reports a missing leader in ``errors`` with etcd's text, taken from the one table (P5).
+NO_LEADER = ERRORS[NoLeader].message
 
 
 class MaintenanceService(pb.MaintenanceBase):
@@ -24,8 +26,10 @@ class MaintenanceService(pb.MaintenanceBase):
         self._db_size = db_size
 
     async def status(self, status_request: pb.StatusRequest) -> pb.StatusResponse:
-        """Always served: on learners, without a leader, without quorum."""
+        """Always served: on learners, without a leader, without quorum (only the caller's
+        ``hasleader: true`` can turn it down, spec §3.1)."""
         try:
+            self.manager.check_gates(requires_leader(), served_on_learners=True)
             st = self.manager.driver.status
             header = header_to_proto(self.manager.header())
             header.revision = REVISION
@@ -47,7 +51,5 @@ class MaintenanceService(pb.MaintenanceBase):
 
     async def move_leader(self, move_leader_request: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
         target = move_leader_request.target_id
-        if self.manager.is_learner():
-            raise to_grpc_error(NotSupportedForLearner())
         await answer(self.manager, lambda: self.manager.move_leader(target))
         return pb.MoveLeaderResponse()  # etcd leaves the header out (spec §7.2)

@@ -60,3 +60,34 @@ def test_a_removed_leader_hands_over_to_a_lagging_voter_once_it_caught_up() -> N
     assert new is not None and new.id == 3
     assert c.nodes[NodeId(1)].role is Role.FOLLOWER
     assert c.nodes[NodeId(3)].applied == [b"x%d" % i for i in range(5)]
+
+
+def test_a_timeout_now_before_the_removal_is_applied_waits_for_the_apply() -> None:
+    """Found by the in-memory service tests: the successor stepped TimeoutNow before applying
+    the commit of the leader's removal, refused to campaign (unapplied conf change) and dropped
+    it; the survivors sat leaderless for an election timeout. Now it campaigns right after."""
+    c = Cluster([1, 2, 3], seed=21)
+    c.elect(1)
+    successor = c.nodes[NodeId(2)]
+    change = ConfChange(ConfChangeType.REMOVE, NodeId(1))
+    entry = Entry(Term(1), Index(3), EntryType.CONF_CHANGE, b"", change)
+    # The successor holds the removal, learns it is committed, and gets TimeoutNow, all before
+    # its application applies anything.
+    successor.node.step(
+        Message(
+            MessageType.APP,
+            to=NodeId(2),
+            frm=NodeId(1),
+            term=Term(1),
+            index=Index(2),
+            log_term=Term(1),
+            entries=(entry,),
+            commit=Index(3),
+        )
+    )
+    successor.node.step(Message(MessageType.TIMEOUT_NOW, to=NodeId(2), frm=NodeId(1), term=Term(1)))
+    assert successor.role is Role.FOLLOWER  # deferred, not dropped
+    c.crash(1)
+    c.handle_ready(successor)  # applies the removal: the deferred campaign starts
+    c.stabilize()
+    assert c.leader() is successor
