@@ -110,7 +110,7 @@ IO_LAYER = (
 CLIENT_EDGE = ("node.errors", "node.services", "node.gateway", "node.listener")
 ENTRY_POINTS = ("node.server", "node.cli", "node.__main__")
 PROTO_STACK = ("proto", "grpclib", "betterproto")
-HTTP_LIBRARIES: tuple[str, ...] = ()  # the gateway's HTTP library, once it has one
+HTTP_LIBRARIES: tuple[str, ...] = ("h11",)  # the gateway's HTTP/1.1 library
 
 # Everything outside the entry points is denied these, whatever its allow-list says.
 _NEVER = modules(*ENTRY_POINTS, "msgpack")
@@ -163,6 +163,8 @@ IMPORT_RULES: dict[str, Rule] = {
     "node.storage.*": _NODE_IO,
     **dict.fromkeys(CLIENT_EDGE, _NODE_EDGE),
     "node.services.*": _NODE_EDGE,
+    # node.gateway is a package split by job (codec, routes, http11), under the same rule.
+    "node.gateway.*": _NODE_EDGE,
     **dict.fromkeys(ENTRY_POINTS, _NODE_ENTRY),
     # The local-cluster launcher runs members as processes; it needs nothing of the node.
     "node.localcluster": _rule({STDLIB}),
@@ -302,6 +304,22 @@ def test_module_imports_follow_the_table(module: str, path: Path) -> None:
         ("node.services.cluster", "node.driver", True),
         ("node.services.cluster", "node.storage", False),
         ("node.gateway", "msgpack", False),
+        ("node.gateway", "h11", True),
+        ("node.gateway.http11", "h11", True),
+        ("node.gateway.codec", "betterproto", True),
+        ("node.gateway.routes", "node.services.maintenance", True),
+        ("node.gateway.routes", "node.errors", True),
+        ("node.gateway.routes", "node.storage", False),
+        ("node.gateway.codec", "msgpack", False),
+        ("node.gateway.routes", "node.server", False),
+        ("node.listener", "grpclib.server", True),
+        ("node.listener", "node.gateway", True),
+        ("node.listener", "h11", True),
+        ("node.listener", "node.transport", False),
+        ("node.listener", "node.server", False),
+        ("node.driver", "h11", False),
+        ("node.membership", "h11", False),
+        ("raft.core", "h11", False),
         ("node.testing", "node.transport", True),
         ("node.testing", "node.server", False),
         ("node.services.cluster", "node.server", False),
@@ -338,6 +356,9 @@ def test_every_planned_module_has_a_rule() -> None:
         "node.services.others",
         "node.services.context",
         "node.services.grpc_patches",
+        "node.gateway.codec",
+        "node.gateway.routes",
+        "node.gateway.http11",
         "node.testing",
         *ENTRY_POINTS,
         "proto",
