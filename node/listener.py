@@ -30,6 +30,7 @@ in-flight tasks of grpclib's handlers (``Handler._tasks``, 0.4.9), the one other
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 from types import TracebackType
@@ -191,6 +192,7 @@ class _Sniffer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        _disable_nagle(self._transport)
         if self._port._accepted(self._transport):
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._port._sniff_timeout, self._transport.close)
@@ -236,3 +238,13 @@ async def serve_client_port(
     port = ClientPort(sock, grpc_server, gateway)
     await port.start()
     return port
+
+
+def _disable_nagle(transport: asyncio.BaseTransport) -> None:
+    """asyncio sets TCP_NODELAY only on sockets it created as IPPROTO_TCP; a socket bound by
+    the caller (protocol 0) keeps Nagle on, and every reply then waits ~40 ms for the client's
+    delayed ACK. Measured by bench/cluster.py: 44 ms -> 2 ms per RPC."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -6,6 +6,7 @@ reply; every error goes through the one table in ``node.errors``. No Raft logic,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -28,8 +29,15 @@ def member_to_proto(member: Member) -> pb.Member:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _members(membership: Membership) -> tuple[pb.Member, ...]:
+    return tuple(member_to_proto(m) for m in membership.members)
+
+
 def members_to_proto(membership: Membership) -> list[pb.Member]:
-    return [member_to_proto(m) for m in membership.members]
+    """Built once per (immutable, hashable) membership: betterproto objects are costly to make
+    (bench/cluster.py: ~0.2-0.4 ms for three members). Callers must not mutate them."""
+    return list(_members(membership))
 
 
 def header_to_proto(header: Header) -> pb.ResponseHeader:
