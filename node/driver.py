@@ -59,6 +59,8 @@ class LogStore(Storage, Protocol):
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None: ...
 
     async def create_snapshot(
@@ -375,7 +377,7 @@ class RaftDriver:
 
     async def _persist(self, rd: Ready) -> None:
         if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-            await self._storage.save(rd.hard_state, rd.entries, rd.snapshot)
+            await self._storage.save(rd.hard_state, rd.entries, rd.snapshot, sync=rd.must_sync)
 
     def _apply(self, rd: Ready) -> None:
         if rd.snapshot is not None:

@@ -43,6 +43,8 @@ class MemoryLogStore(MemoryStorage):
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         if snapshot is not None:
             self.apply_snapshot(snapshot)

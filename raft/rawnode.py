@@ -172,6 +172,11 @@ class RawNode:
             messages=tuple(r.msgs),
             read_states=tuple(r.read_states),
             rejected_proposals=tuple(r.rejected),
+            must_sync=bool(
+                r.log.unstable
+                or r.log.unstable_snapshot is not None
+                or (hard.term, hard.vote) != (self._prev_hard.term, self._prev_hard.vote)
+            ),
         )
         r.msgs, r.read_states, r.rejected = [], [], []
         return rd

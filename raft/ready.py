@@ -3,8 +3,9 @@
 The driver handles a Ready in this fixed order, and the order is the safety argument:
 
 1. **Persist** ``snapshot`` (if not empty), then ``entries`` and ``hard_state`` (if not None), and
-   make them durable (fsync) as one group. A vote or an appended entry that is acknowledged to a
-   peer must survive a crash, so nothing may leave the node before this step completes.
+   make them durable (fsync) as one group when ``must_sync``. A vote or an appended entry that is
+   acknowledged to a peer must survive a crash, so nothing may leave the node before this step
+   completes.
 2. **Send** ``messages``. Only now, because they may acknowledge what step 1 wrote.
 3. **Apply** ``committed_entries`` in order; for a conf-change entry call
    ``RawNode.apply_conf_change`` (or skip it when the application rejects the change; the core only
@@ -48,10 +49,10 @@ class Ready:
     read_states: tuple[ReadState, ...]
     #: Proposals this node forwarded and the leader refused.
     rejected_proposals: tuple[RejectedProposal, ...]
-
-    def must_sync(self) -> bool:
-        """Whether step 1 needs an fsync. Conservative: any hard-state change counts."""
-        return bool(self.entries) or self.snapshot is not None or self.hard_state is not None
+    #: Whether step 1 needs an fsync: new entries, a snapshot, or a new term or vote. A change of
+    #: the commit index alone may be written without one: it is volatile in the Raft paper and
+    #: a restart learns it again from the leader (as in etcd).
+    must_sync: bool = True
 
     def is_empty(self) -> bool:
         return not (

@@ -198,13 +198,19 @@ class DurableStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
-        """Persist one Ready's snapshot, entries and hard state; durable when this returns."""
+        """Persist one Ready's snapshot, entries and hard state; durable when this returns.
+
+        ``sync=False`` (the Ready's ``must_sync`` is False: only the commit index changed) writes
+        the record without fdatasync; it becomes durable with the next synced write, and a crash
+        before that loses at most this commit-index update, which Raft relearns."""
         record = self._plan_save(hard_state, entries, snapshot)
         if record is None:
             return
         await self._off_loop(
-            lambda: self._write_save(record, snapshot),
+            lambda: self._write_save(record, snapshot, sync),
             lambda: self._apply_save(record, snapshot),
         )
 
@@ -213,12 +219,14 @@ class DurableStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         """``save``, blocking the caller."""
         record = self._plan_save(hard_state, entries, snapshot)
         if record is None:
             return
-        self._blocking(lambda: self._write_save(record, snapshot))
+        self._blocking(lambda: self._write_save(record, snapshot, sync))
         self._apply_save(record, snapshot)
 
     def _plan_save(
@@ -241,9 +249,9 @@ class DurableStorage:
         full = hard_state if hard_state is not None else self._hard_state
         return LogRecord(metadata, tuple(entries), full)
 
-    def _write_save(self, record: LogRecord, snapshot: Snapshot | None) -> None:
+    def _write_save(self, record: LogRecord, snapshot: Snapshot | None, sync: bool) -> None:
         if snapshot is None:
-            self._wal.append(record)
+            self._wal.append(record, sync=sync or bool(record.entries))
         else:
             self._write_checkpoint(record, snapshot)
 

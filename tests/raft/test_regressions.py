@@ -7,14 +7,18 @@ import pytest
 from raft import (
     ConfChange,
     ConfChangeType,
+    Config,
     Entry,
     EntryType,
     Index,
+    MemoryStorage,
     Message,
     MessageType,
     NodeId,
+    RawNode,
     Role,
     Term,
+    bootstrap_snapshot,
 )
 from tests.raft.harness import Cluster
 from tests.raft.sim import run_seed
@@ -91,3 +95,33 @@ def test_a_timeout_now_before_the_removal_is_applied_waits_for_the_apply() -> No
     c.handle_ready(successor)  # applies the removal: the deferred campaign starts
     c.stabilize()
     assert c.leader() is successor
+
+
+def test_must_sync_is_false_only_for_a_commit_index_change() -> None:
+    """Ready.must_sync: entries, a snapshot, a new term or vote need fsync; a commit alone not."""
+    storage = MemoryStorage()
+    storage.apply_snapshot(bootstrap_snapshot(frozenset({NodeId(1), NodeId(2), NodeId(3)})))
+    follower = RawNode(Config(id=NodeId(2), applied=Index(1)), storage)
+    app = Entry(Term(2), Index(2), data=b"x")
+    follower.step(
+        Message(
+            MessageType.APP,
+            to=NodeId(2),
+            frm=NodeId(1),
+            term=Term(2),
+            index=Index(1),
+            log_term=Term(1),
+            entries=(app,),
+            commit=Index(1),
+        )
+    )
+    rd = follower.ready()
+    assert rd.entries and rd.must_sync
+    storage.append(rd.entries)
+    follower.advance(rd)
+    follower.step(
+        Message(MessageType.HEARTBEAT, to=NodeId(2), frm=NodeId(1), term=Term(2), commit=Index(2))
+    )
+    rd = follower.ready()
+    assert rd.hard_state is not None and rd.hard_state.commit == 2
+    assert not rd.entries and not rd.must_sync
