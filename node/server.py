@@ -1,12 +1,17 @@
 """The composition root: builds a node from a NodeConfig, runs it, stops it (P4, P10).
 
 Start-up order (spec §5):
+0. Bind the client sockets, without listening: a port in use fails the start before anything
+   is written, and clients still get "connection refused" until step 4.
 1. Learn who we are: the data dir's metadata on a restart; the founding membership for a new
    cluster; the peers' applied membership when joining an existing one.
 2. Open (or create) the data dir. A new cluster's founding members all install the same
    bootstrap snapshot, so they agree on the first configuration with no log entries.
 3. Start the peer transport, the driver task and the ticker.
 4. Publish our name and client URLs through Raft, and only then open the client port.
+
+A start that cannot proceed (removed or foreign data dir, a port in use, a failed join) raises
+`StartupError`: one log line and exit code 1, never a traceback.
 
 Stopping (first SIGTERM/SIGINT, or applying our own removal): close the client port while
 letting in-flight RPCs finish (bounded), stop the ticker, the driver, the transport, the storage.
@@ -70,6 +75,7 @@ class Node:
     manager: ClusterManager | None = None
     servers: list[grpclib.server.Server] = field(default_factory=list)
     client_ports: list[int] = field(default_factory=list)
+    _client_sockets: list[socket.socket] = field(default_factory=list)
     peer_ports: list[int] = field(default_factory=list)
     _ticker: asyncio.Task[None] | None = None
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -77,6 +83,7 @@ class Node:
     # ------------------------------------------------------------------ start
 
     async def start(self) -> None:
+        self._client_sockets = [_bind_unlistened(url) for url in self.config.listen_client_urls]
         identity, membership = await self._identity()
         self.storage = await asyncio.to_thread(
             DurableStorage.open,
@@ -114,7 +121,13 @@ class Node:
         )
         self.driver = RaftDriver(raft_config, storage, self.transport, self.machine)
         self.machine.add_listener(self._on_membership_change)
-        await self.transport.start(self.config.listen_peer_urls)
+        try:
+            await self.transport.start(self.config.listen_peer_urls)
+        except OSError as exc:
+            urls = ",".join(self.config.listen_peer_urls)
+            raise StartupError(
+                f"cannot listen for peers on {urls}: {exc.strerror or exc}"
+            ) from None
         self.peer_ports = self.transport.bound_ports()
         self._update_peers(self.machine.membership)
         self.driver.start()
@@ -187,10 +200,9 @@ class Node:
             cluster=ClusterService(self._manager()),
             maintenance=MaintenanceService(self._manager(), storage.disk_usage),
         )
-        for url in self.config.listen_client_urls:
-            parts = urlsplit(url)
-            # Bind the socket ourselves so port 0 works and the bound port is known (pitfall 11).
-            sock = socket.create_server((parts.hostname or "", parts.port or 0))
+        for sock in self._client_sockets:
+            # Our own socket, so port 0 works and the bound port is known (pitfall 11);
+            # asyncio starts listening on it here.
             server = grpclib.server.Server(services)
             install_request_context(server)
             await server.start(sock=sock)
@@ -268,6 +280,8 @@ class Node:
             await self.transport.close()
         if self.storage is not None:
             self.storage.close()
+        for sock in self._client_sockets:
+            sock.close()  # a no-op for the ones a server owned and closed
 
     # ------------------------------------------------------------------ accessors
 
@@ -286,6 +300,21 @@ class Node:
     def _storage(self) -> DurableStorage:
         assert self.storage is not None
         return self.storage
+
+
+def _bind_unlistened(url: str) -> socket.socket:
+    """A TCP socket bound to a client URL's host:port but not listening yet (see step 0)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 0
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen for clients on {url}: {exc.strerror or exc}") from None
+    return sock
 
 
 async def forward_promote(leader: Member, member_id: int) -> Membership:

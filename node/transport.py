@@ -12,8 +12,10 @@ Shape, and why:
   when a connection fails so the leader falls back to probing.
 * **A handshake first**: ``MAGIC | cluster id | sender id | receiver id`` (fixed binary, checked
   before anything is decoded). The receiver answers one status byte plus a reason. A foreign
-  cluster is refused (``cluster ID mismatch``) and a removed member is told so, which makes it stop
-  (spec §6, D5c). Garbage on the port fails the magic check and the connection is closed.
+  cluster is refused (``cluster ID mismatch``): the refused dialler is told and stops (D5c), while
+  the member that refused it only logs it and keeps serving, so a stranger cannot stop a cluster by
+  connecting to it. A removed member is told so, which makes it stop (spec §6). Garbage on the
+  port fails the magic check and the connection is closed.
 * Frames are ``u32 length | codec bytes``, bounded by ``MAX_FRAME``: a corrupt length can never
   make the node allocate gigabytes.
 
@@ -82,12 +84,15 @@ class TransportEvents:
     deliver: Callable[[Message], None]
     #: A peer told us we were removed from the cluster: stop (spec §6).
     removed: Callable[[str], None]
-    #: A peer belongs to another cluster (or we do): stop (D5c).
+    #: A peer refused us because it belongs to another cluster: we are the outsider, stop (D5c).
     foreign: Callable[[str], None]
     #: Sending to a peer failed; Raft should probe it instead of pipelining.
     unreachable: Callable[[NodeId], None]
     #: The applied membership, encoded, for a joining member's info request (spec §5.3).
     membership: Callable[[], bytes] = lambda: b""
+    #: A member of another cluster dialled us and was refused. Only worth a note: a stranger
+    #: must never be able to stop a healthy member just by connecting to its peer port.
+    intruder: Callable[[str], None] = lambda reason: None
 
 
 class _PeerWriter:
@@ -264,6 +269,11 @@ class PeerTransport:
             await self._serve_inbound(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            # `close` cancels readers. This task belongs to asyncio's stream server, whose
+            # done-callback calls `task.exception()` and on Python 3.11 logs a cancelled task
+            # as an "Exception in callback" traceback; end it normally instead.
+            pass
         finally:
             self._readers.discard(task)
             writer.close()
@@ -285,7 +295,7 @@ class PeerTransport:
         await _reply(writer, status, reason.encode())
         if status is not HelloStatus.OK:
             if status is HelloStatus.CLUSTER_MISMATCH:
-                self.events.foreign(f"member {sender:x} of cluster {cluster_id:x} dialled us")
+                self.events.intruder(f"member {sender:x} of cluster {cluster_id:x} dialled us")
             return
         while True:
             (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
