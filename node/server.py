@@ -40,7 +40,9 @@ from node.config import NodeConfig
 from node.domain_errors import LearnerNotReady, MemberNotFound, MemberNotLearner
 from node.driver import RaftDriver
 from node.errors import ERRORS
+from node.gateway import Gateway
 from node.join import JoinError, fetch_membership, find_self
+from node.listener import ClientPort, serve_client_port
 from node.membership import Member, Membership, build_initial_membership
 from node.services import etcd_services, install_request_context, patch_grpclib
 from node.services.cluster import ClusterService
@@ -49,12 +51,14 @@ from node.state import MembershipMachine
 from node.storage import DataDirError, DurableStorage, Identity, OsFileSystem, read_metadata
 from node.transport import PeerTransport, TransportEvents
 from proto import etcdserverpb as pb
-from raft import Config, Index, NodeId, bootstrap_snapshot
+from raft import NONE, Config, Index, NodeId, bootstrap_snapshot
 
 log = logging.getLogger("raftnode")
 
 #: How long shutdown waits for in-flight client RPCs (spec §11, pitfall 3).
 DRAIN_SECONDS = 5.0
+#: When the leader's connection closes, followers campaign within this many ticks (issue 5).
+CRASH_CAMPAIGN_TICKS = 3
 #: A member that applied its own removal finishes its reply, then stops (spec §6).
 REMOVAL_GRACE_SECONDS = 0.5
 
@@ -76,6 +80,7 @@ class Node:
     servers: list[grpclib.server.Server] = field(default_factory=list)
     client_ports: list[int] = field(default_factory=list)
     _client_sockets: list[socket.socket] = field(default_factory=list)
+    listeners: list[ClientPort] = field(default_factory=list)
     peer_ports: list[int] = field(default_factory=list)
     _ticker: asyncio.Task[None] | None = None
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -109,6 +114,7 @@ class Node:
                 removed=self._on_removed_by_peer,
                 foreign=self._on_foreign,
                 unreachable=self._on_unreachable,
+                peer_lost=self._on_peer_lost,
                 membership=lambda: encode(self._machine().membership),
             ),
         )
@@ -194,20 +200,26 @@ class Node:
         return Identity(membership.cluster_id, own.id, cfg.initial_cluster_token), membership
 
     async def _serve_clients(self) -> None:
+        """gRPC and the JSON gateway share each client port (spec §9.1): the listener sniffs
+        every connection and hands HTTP/2 to grpclib, HTTP/1.1 to the gateway."""
         patch_grpclib()
-        storage = self._storage()
-        services = etcd_services(
-            cluster=ClusterService(self._manager()),
-            maintenance=MaintenanceService(self._manager(), storage.disk_usage),
-        )
+        manager = self._manager()
+        cluster = ClusterService(manager)
+        maintenance = MaintenanceService(manager, self._storage().disk_usage)
+        services = etcd_services(cluster=cluster, maintenance=maintenance)
         for sock in self._client_sockets:
-            # Our own socket, so port 0 works and the bound port is known (pitfall 11);
-            # asyncio starts listening on it here.
             server = grpclib.server.Server(services)
             install_request_context(server)
-            await server.start(sock=sock)
+            gateway = Gateway(
+                cluster=cluster,
+                maintenance=maintenance,
+                has_leader=lambda: manager.driver.status.lead != NONE,
+                request_timeout=manager.timing.request_timeout,
+            )
+            listener = await serve_client_port(sock, server, gateway)
             self.servers.append(server)
-            self.client_ports.append(sock.getsockname()[1])
+            self.listeners.append(listener)
+            self.client_ports.append(listener.port)
 
     async def _tick_forever(self) -> None:
         driver = self._driver()
@@ -223,6 +235,9 @@ class Node:
 
     def _deliver(self, message: object) -> None:
         self._driver().step(message)  # type: ignore[arg-type]
+
+    def _on_peer_lost(self, peer: NodeId) -> None:
+        self._driver().peer_lost(peer, campaign_within=CRASH_CAMPAIGN_TICKS)
 
     def _on_unreachable(self, peer: NodeId) -> None:
         self._driver().report_unreachable(peer)
@@ -265,11 +280,11 @@ class Node:
     async def close(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        for server in self.servers:
-            server.close()
-        for server in self.servers:
+        # Stop accepting, let in-flight RPCs on both APIs finish (bounded), then close (pitfall 3).
+        await asyncio.gather(*(listener.drain(DRAIN_SECONDS) for listener in self.listeners))
+        for listener in self.listeners:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), DRAIN_SECONDS)
+                await asyncio.wait_for(listener.wait_closed(), DRAIN_SECONDS)
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

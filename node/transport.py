@@ -93,6 +93,9 @@ class TransportEvents:
     #: A member of another cluster dialled us and was refused. Only worth a note: a stranger
     #: must never be able to stop a healthy member just by connecting to its peer port.
     intruder: Callable[[str], None] = lambda reason: None
+    #: An accepted peer connection ended (the peer process likely died): crash failover may
+    #: stop trusting that peer's leadership at once (issue 5; a partition closes nothing).
+    peer_lost: Callable[[NodeId], None] = lambda peer: None
 
 
 class _PeerWriter:
@@ -297,6 +300,14 @@ class PeerTransport:
             if status is HelloStatus.CLUSTER_MISMATCH:
                 self.events.intruder(f"member {sender:x} of cluster {cluster_id:x} dialled us")
             return
+        try:
+            await self._receive_frames(reader, NodeId(sender))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not self._closed:
+                self.events.peer_lost(NodeId(sender))
+            raise
+
+    async def _receive_frames(self, reader: asyncio.StreamReader, sender: NodeId) -> None:
         while True:
             (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
             if length > MAX_FRAME:

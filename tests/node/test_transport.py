@@ -24,6 +24,7 @@ class Recorder:
     intruders: list[str] = field(default_factory=list)
     unreachable: list[NodeId] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: asyncio.Queue[NodeId] = field(default_factory=asyncio.Queue)
 
     def events(self) -> TransportEvents:
         def note(target: list[str]):  # type: ignore[no-untyped-def]
@@ -39,6 +40,7 @@ class Recorder:
             foreign=note(self.foreign),
             unreachable=self.unreachable.append,
             intruder=note(self.intruders),
+            peer_lost=self.lost.put_nowait,
         )
 
 
@@ -156,3 +158,12 @@ async def test_an_unreachable_peer_is_reported_and_send_never_blocks() -> None:
         assert r_lonely.unreachable and r_lonely.unreachable[0] == 2
     finally:
         await lonely.close()
+
+
+@pytest.mark.asyncio
+async def test_a_peer_whose_connection_closes_is_reported_lost(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _, _, rb = pair
+    a.send([app(1)])
+    await asyncio.wait_for(rb.delivered.get(), WAIT)
+    await a.close()  # the sending process "dies": its connection closes
+    assert await asyncio.wait_for(rb.lost.get(), WAIT) == 1
