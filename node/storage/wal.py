@@ -132,6 +132,10 @@ class Wal:
         frame = encode_frame(self._next_seq, encode(record))
         if self._offset > 0 and (checkpoint or self._offset + len(frame) > self._segment_size):
             self._rotate()
+        # At most one unsynced record at a time: unsynced sectors reach the disk in any order, so
+        # two in a row could leave the first torn behind an intact second, which recovery must
+        # refuse as corruption (found by the durable simulator). A lost last record is a torn tail.
+        sync = sync or self._unsynced
         self._handle.pwrite(frame, self._offset)
         if sync:
             self._handle.sync()
