@@ -186,6 +186,13 @@ FLAGS: tuple[Flag, ...] = (
     ),
     Flag("max-learners", "max_learners", _unsigned, "most learners a cluster may have (default 1)"),
     Flag(
+        "auto-promote-learners",
+        "auto_promote_learners",
+        _go_bool,
+        "the leader promotes a learner as soon as it is in sync (default false; not in etcd)",
+        is_bool=True,
+    ),
+    Flag(
         "log-level",
         "log_level",
         _text,

@@ -17,10 +17,11 @@ moves only when the test advances it, so no test here waits on the wall clock (P
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +29,9 @@ from typing import Protocol
 from node.codec import encode
 from node.domain_errors import (
     BadLeaderTransferee,
+    EmptyKey,
+    EtcdError,
+    FutureRevision,
     LeaderChanged,
     LeaderTransferTimeout,
     LearnerNotReady,
@@ -42,7 +46,7 @@ from node.domain_errors import (
     TimeoutDueToLeaderFail,
     TimeoutWaitAppliedIndex,
 )
-from node.driver import DriverStopped, RaftDriver, ReadIndexLost
+from node.driver import DriverStatus, DriverStopped, RaftDriver, ReadIndexLost
 from node.entries import ChangeRequest, PublishRequest
 from node.ids import runtime_member_id
 from node.membership import (
@@ -70,6 +74,13 @@ log = logging.getLogger(__name__)
 
 #: How long the leader waits for applied to reach committed before judging a promotion.
 APPLY_WAIT = 1.0
+#: The first and the longest wait before an automatic promotion that was refused is retried.
+AUTO_PROMOTE_BACKOFF = 1.0
+AUTO_PROMOTE_BACKOFF_MAX = 30.0
+#: The KV revision of an empty etcd: raftnode keeps no keys (spec §7.1).
+KV_REVISION = 1
+#: How long ``/health`` gives its probe through the commit path (etcd's own bound: 1 s).
+HEALTH_PROBE_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +264,33 @@ class ClusterManager:
 
         return await self.change(MembershipChange(ChangeKind.PROMOTE, member_id), strict_checks)
 
+    # ------------------------------------------------------------------ reads and health
+
+    async def kv_range(self, key: bytes, revision: int, serializable: bool) -> Header:
+        """KV.Range over raftnode's key space, which is always empty at revision 1: what it
+        proves is the read path (``etcdctl endpoint health``). A linearizable read waits for a
+        ReadIndex round (the leader confirms it still leads a quorum) and for this node to apply
+        up to it, within ReqTimeout; a serializable one answers from local state at once."""
+        if not key:
+            raise EmptyKey()
+        if revision > KV_REVISION:
+            raise FutureRevision()
+        if not serializable:
+            await self._bounded(self._read_index())
+        return self.header()
+
+    async def healthy(self) -> bool:
+        """``GET /health``: a leader is known **and** the commit path works, i.e. a ReadIndex
+        round (a heartbeat quorum of the leader) completes within `HEALTH_PROBE_TIMEOUT`."""
+        if self.driver.status.lead == NONE:
+            return False
+        try:
+            async with self.clock.timeout(HEALTH_PROBE_TIMEOUT):
+                await self._read_index()
+        except (TimeoutError, EtcdError):
+            return False
+        return True
+
     # ------------------------------------------------------------------ maintenance
 
     async def move_leader(self, target: int) -> None:
@@ -275,6 +313,28 @@ class ClusterManager:
             raise NotLeader() from None  # we lost leadership before raft took the request
         except DriverStopped:
             raise Stopped() from None
+
+    async def hand_over_leadership(self, bound: float) -> int | None:
+        """A leader about to stop hands leadership to its most up-to-date reachable voter and
+        waits, at most ``bound`` seconds, until it follows a new leader (issue 5, item 4): the
+        cluster then has a leader within about one round trip, instead of an election timeout
+        after this node's connections close. Returns the new leader, or None if this node does
+        not lead, has no voter to hand over to, or the transfer did not finish in time (raft
+        aborts it after an election timeout; the followers then campaign as after a crash)."""
+        status = self.driver.status
+        if status.role is not Role.LEADER:
+            return None
+        target = transfer_target(status, self.membership.voter_ids(), self._active_since)
+        if target is None:
+            return None
+        try:
+            async with self.clock.timeout(bound):
+                await self.driver.transfer_leader(NodeId(target))
+                after = await self.driver.wait_status(lambda st: st.lead not in (NONE, st.id))
+        except (TimeoutError, LeaderTransferRefused, RaftNotLeader, DriverStopped) as exc:
+            log.warning("could not hand leadership to %x before stopping: %r", target, exc)
+            return None
+        return int(after.lead)
 
     async def publish(self, name: str, client_urls: Sequence[str]) -> Membership:
         """Propose this member's name and client URLs, retrying until applied (spec §5.1)."""
@@ -328,7 +388,7 @@ class ClusterManager:
             except (ConfChangeInProgress, ProposalDropped) as exc:
                 # Another change is pending, or there is no leader yet: wait and retry (D3).
                 log.debug("conf change %s not taken yet: %s", change.kind.value, exc)
-                await self.clock.sleep(self.timing.heartbeat)
+                await self._before_retry()
                 continue
             assert isinstance(result, Membership)
             return result
@@ -341,9 +401,25 @@ class ClusterManager:
             except ReadIndexLost:
                 raise LeaderChanged() from None
             except ProposalDropped:
-                await self.clock.sleep(self.timing.heartbeat)  # no leader yet: wait within bound
+                await self._before_retry()  # no leader yet: wait within the caller's bound
             except DriverStopped:
                 raise Stopped() from None
+
+    async def _before_retry(self) -> None:
+        """The pause before a refused proposal or read is tried again, within the caller's
+        bound. Without a leader, the retry goes as soon as one is known. Otherwise the refusal
+        was a change still pending (a new leader refuses changes until it has applied its whole
+        log) or a transfer: the retry goes when this node applies something new, at the latest
+        after a heartbeat. Measured by bench/failover.py, this takes about a heartbeat off the
+        first change after a leader crash."""
+        status = self.driver.status
+        if status.lead == NONE:
+            await self.driver.wait_status(lambda st: st.lead != NONE)
+            return
+        applied = status.applied
+        with contextlib.suppress(TimeoutError):
+            async with self.clock.timeout(self.timing.heartbeat):
+                await self.driver.wait_status(lambda st: st.applied > applied or st.lead == NONE)
 
     async def _bounded(self, work: Awaitable[None]) -> None:
         try:
@@ -391,6 +467,97 @@ class ClusterManager:
 
     def _next_id(self) -> int:
         return next(self._request_ids)
+
+
+class AutoPromoter:
+    """``--auto-promote-learners`` (issue 5, item 7): the leader promotes each learner that passes
+    the readiness rule (spec §3.10: its Match is at least 90 % of the leader's), as one more conf
+    change through `ClusterManager.member_promote`, so with the very checks an operator's
+    MemberPromote gets (readiness again, applied index caught up, the started-voters rule).
+
+    It watches the driver's published status, so it does nothing while no learner is in sync.
+    One promotion runs at a time. A refused one (too few started voters, leadership lost, a
+    timeout) is retried after a backoff that doubles per learner, from `AUTO_PROMOTE_BACKOFF`
+    up to `AUTO_PROMOTE_BACKOFF_MAX`; the task that waits it out is the one in flight, so a
+    refusal never turns into a promotion attempt per status change. Off unless asked for: etcd
+    has no such thing, and promoting changes the quorum size."""
+
+    def __init__(self, manager: ClusterManager) -> None:
+        self.manager = manager
+        #: Learners promoted by this node, in order (for logs and tests).
+        self.promoted: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+        self._backoff: dict[int, float] = {}
+        self._closed = False
+        manager.driver.add_status_listener(self._on_status)
+
+    def ready_learners(self, status: DriverStatus) -> list[int]:
+        """Learners this node, if it leads, would promote now (lowest ID first)."""
+        own = status.progress.get(status.id)
+        if status.role is not Role.LEADER or own is None:
+            return []
+        ready = []
+        for learner in self.manager.membership.learner_ids():
+            progress = status.progress.get(NodeId(learner))
+            if progress is not None and learner_ready(progress.match, own.match):
+                ready.append(learner)
+        return sorted(ready)
+
+    def _on_status(self, old: DriverStatus | None, new: DriverStatus) -> None:
+        if self._closed or (self._task is not None and not self._task.done()):
+            return
+        ready = self.ready_learners(new)
+        if ready:
+            self._task = asyncio.create_task(
+                self._promote(ready[0]), name=f"auto-promote-{ready[0]:x}"
+            )
+
+    async def _promote(self, learner: int) -> None:
+        try:
+            await self.manager.member_promote(learner)
+        except Exception as exc:  # a refusal (an etcd error) or a fault: both retry later
+            delay = self._backoff.get(learner, AUTO_PROMOTE_BACKOFF)
+            self._backoff[learner] = min(2 * delay, AUTO_PROMOTE_BACKOFF_MAX)
+            log.log(
+                logging.INFO if isinstance(exc, EtcdError) else logging.WARNING,
+                "automatic promotion of learner %x refused (%s); next try in %.1f s",
+                learner,
+                type(exc).__name__,
+                delay,
+                exc_info=not isinstance(exc, EtcdError),
+            )
+            await self.manager.clock.sleep(delay)
+        else:
+            self._backoff.pop(learner, None)
+            self.promoted.append(learner)
+            log.info("promoted learner %x automatically: it is in sync", learner)
+        self._task = None
+        self._on_status(None, self.manager.driver.status)  # another learner, or a retry
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def transfer_target(
+    status: DriverStatus,
+    voters: Iterable[int],
+    active_since: Callable[[int], float | None],
+) -> int | None:
+    """The voter a stopping leader hands over to: among the other voters this node is connected
+    to, the one with the highest replicated index (Match), then the lowest ID (so the choice is
+    deterministic). None if there is none: a transfer could not complete anyway."""
+    candidates = [
+        v
+        for v in voters
+        if v != status.id and NodeId(v) in status.progress and active_since(v) is not None
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda v: (int(status.progress[NodeId(v)].match), -v))
 
 
 def request_ids(member_id: int, now_ms: int) -> Iterator[int]:

@@ -113,6 +113,9 @@ class NodeConfig:
     snapshot_count: int = 100_000
     strict_reconfig_check: bool = True
     max_learners: int = 1
+    #: The leader promotes each learner once it passes the readiness rule (spec §3.10), as one
+    #: more conf change (issue 5, item 7). Not an etcd flag; off by default.
+    auto_promote_learners: bool = False
     log_level: str = "info"
     #: How long a peer must have been connected to count for the strict checks (spec §3.4).
     #: Not an etcd flag; tests shorten it.

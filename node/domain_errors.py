@@ -20,7 +20,9 @@ __all__ = [
     "BadLeaderTransferee",
     "ContextCanceled",
     "ContextDeadlineExceeded",
+    "EmptyKey",
     "EtcdError",
+    "FutureRevision",
     "InvalidPeerURLs",
     "LeaderChanged",
     "LeaderTransferTimeout",
@@ -95,6 +97,17 @@ class InvalidPeerURLs(EtcdError):
 
 class RequestTooLarge(EtcdError):
     """ErrGRPCRequestTooLarge: a request over the size cap."""
+
+
+# ---- KV.Range over raftnode's empty key space (served for `etcdctl endpoint health`) ----------
+
+
+class EmptyKey(EtcdError):
+    """ErrGRPCEmptyKey: a Range without a key (etcd's request check, before any read)."""
+
+
+class FutureRevision(EtcdError):
+    """ErrGRPCFutureRev: a Range at a revision above the current one (always 1 here)."""
 
 
 # ---- Gates, leadership ----------------------------------------------------------------------

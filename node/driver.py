@@ -22,6 +22,7 @@ import asyncio
 import enum
 import itertools
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -175,6 +176,11 @@ class RaftDriver:
         self._status_waiters: list[
             tuple[Callable[[DriverStatus], bool], asyncio.Future[object]]
         ] = []
+        # ReadIndex contexts must be unique across the cluster: the leader tracks pending reads
+        # by context, and a second request with a context already pending is merged into the
+        # first (whose requester alone is answered). So: our member ID, a per-start nonce (a
+        # restarted member must not match a read its earlier life left pending), a counter.
+        self._read_prefix = int(config.id).to_bytes(8, "big") + os.urandom(8)
         self._read_ids = itertools.count(1)
         self._applied_term = Term(storage.snapshot().metadata.term)
         self._task: asyncio.Task[None] | None = None
@@ -226,7 +232,7 @@ class RaftDriver:
 
     async def read_index(self) -> Index:
         """A linearizable read point: returns once this node has applied up to it."""
-        ctx = next(self._read_ids).to_bytes(8, "big")
+        ctx = self._read_prefix + next(self._read_ids).to_bytes(8, "big")
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._reads[ctx] = future
         try:

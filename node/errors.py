@@ -33,7 +33,9 @@ from node.domain_errors import (
     BadLeaderTransferee,
     ContextCanceled,
     ContextDeadlineExceeded,
+    EmptyKey,
     EtcdError,
+    FutureRevision,
     InvalidPeerURLs,
     LeaderChanged,
     LeaderTransferTimeout,
@@ -163,6 +165,11 @@ ERRORS: Mapping[type[EtcdError], ErrorRow] = MappingProxyType(
         RequestCancelled: _row(_S.UNKNOWN, "etcdserver: request cancelled"),
         AuthNotEnabled: _row(_S.FAILED_PRECONDITION, "etcdserver: authentication is not enabled"),
         RequestTooLarge: _row(_S.INVALID_ARGUMENT, "etcdserver: request is too large"),
+        # KV.Range's own checks (etcd's rpctypes; beyond the spec's §8.1, which covers Cluster).
+        EmptyKey: _row(_S.INVALID_ARGUMENT, "etcdserver: key is not provided"),
+        FutureRevision: _row(
+            _S.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision"
+        ),
         ContextDeadlineExceeded: _row(_S.DEADLINE_EXCEEDED, "context deadline exceeded"),
         ContextCanceled: _row(_S.CANCELLED, "context canceled"),
     }

@@ -13,9 +13,12 @@ Start-up order (spec §5):
 A start that cannot proceed (removed or foreign data dir, a port in use, a failed join) raises
 `StartupError`: one log line and exit code 1, never a traceback.
 
-Stopping (first SIGTERM/SIGINT, or applying our own removal): close the client port while
-letting in-flight RPCs finish (bounded), stop the ticker, the driver, the transport, the storage.
-A second signal exits at once.
+Stopping (first SIGTERM/SIGINT, or applying our own removal): a leader first hands leadership to
+its most up-to-date voter (bounded by two election timeouts), so the cluster has a leader again
+about one round trip later rather than an election timeout after our connections close; then
+the client port closes while in-flight RPCs finish (bounded), and the ticker, the driver, the
+transport and the storage (its last WAL record synced) stop; exit code 0. A second signal exits
+at once.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import grpclib.server
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
-from node.cluster import ClusterManager, Timing
+from node.cluster import AutoPromoter, ClusterManager, Timing
 from node.codec import decode, encode
 from node.config import NodeConfig
 from node.domain_errors import LearnerNotReady, MemberNotFound, MemberNotLearner
@@ -46,12 +49,13 @@ from node.listener import ClientPort, serve_client_port
 from node.membership import Member, Membership, build_initial_membership
 from node.services import etcd_services, install_request_context, patch_grpclib
 from node.services.cluster import ClusterService
+from node.services.kv import KvService
 from node.services.maintenance import MaintenanceService
 from node.state import MembershipMachine
 from node.storage import DataDirError, DurableStorage, Identity, OsFileSystem, read_metadata
 from node.transport import PeerTransport, TransportEvents
 from proto import etcdserverpb as pb
-from raft import NONE, Config, Index, NodeId, bootstrap_snapshot
+from raft import Config, Index, NodeId, Role, bootstrap_snapshot
 
 log = logging.getLogger("raftnode")
 
@@ -61,6 +65,8 @@ DRAIN_SECONDS = 5.0
 CRASH_CAMPAIGN_TICKS = 3
 #: A member that applied its own removal finishes its reply, then stops (spec §6).
 REMOVAL_GRACE_SECONDS = 0.5
+#: A stopping leader waits at most this many election timeouts for its successor (issue 5).
+HANDOVER_ELECTION_TIMEOUTS = 2
 
 
 class StartupError(Exception):
@@ -77,6 +83,7 @@ class Node:
     driver: RaftDriver | None = None
     machine: MembershipMachine | None = None
     manager: ClusterManager | None = None
+    promoter: AutoPromoter | None = None
     servers: list[grpclib.server.Server] = field(default_factory=list)
     client_ports: list[int] = field(default_factory=list)
     _client_sockets: list[socket.socket] = field(default_factory=list)
@@ -150,6 +157,8 @@ class Node:
             strict_reconfig_check=self.config.strict_reconfig_check,
             forward_promote=forward_promote,
         )
+        if self.config.auto_promote_learners:
+            self.promoter = AutoPromoter(self.manager)
         log.info("member %x of cluster %x starting; publishing", member_id, identity.cluster_id)
         await self.manager.publish(self.config.name, self.config.advertise_client_urls)
         await self._serve_clients()
@@ -206,14 +215,14 @@ class Node:
         manager = self._manager()
         cluster = ClusterService(manager)
         maintenance = MaintenanceService(manager, self._storage().disk_usage)
-        services = etcd_services(cluster=cluster, maintenance=maintenance)
+        services = etcd_services(kv=KvService(manager), cluster=cluster, maintenance=maintenance)
         for sock in self._client_sockets:
             server = grpclib.server.Server(services)
             install_request_context(server)
             gateway = Gateway(
                 cluster=cluster,
                 maintenance=maintenance,
-                has_leader=lambda: manager.driver.status.lead != NONE,
+                has_leader=manager.healthy,  # a leader and a ReadIndex round that completes
                 request_timeout=manager.timing.request_timeout,
             )
             listener = await serve_client_port(sock, server, gateway)
@@ -280,11 +289,14 @@ class Node:
     async def close(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        await self._hand_over_leadership()
         # Stop accepting, let in-flight RPCs on both APIs finish (bounded), then close (pitfall 3).
         await asyncio.gather(*(listener.drain(DRAIN_SECONDS) for listener in self.listeners))
         for listener in self.listeners:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.wait_closed(), DRAIN_SECONDS)
+        if self.promoter is not None:
+            await self.promoter.close()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -297,6 +309,26 @@ class Node:
             self.storage.close()
         for sock in self._client_sockets:
             sock.close()  # a no-op for the ones a server owned and closed
+
+    async def _hand_over_leadership(self) -> None:
+        """A stopping leader first hands leadership to its most up-to-date voter (issue 5,
+        item 4), while it still serves: requests in flight are refused by raft during the
+        transfer, retried by the Cluster API, and then forwarded to the new leader, so they
+        complete before the drain below. Bounded by two election timeouts."""
+        if self.manager is None or self._ticker is None or self._ticker.done():
+            return
+        if self.manager.driver.status.role is not Role.LEADER:
+            return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        bound = HANDOVER_ELECTION_TIMEOUTS * self.config.election_timeout_ms / 1000
+        new_leader = await self.manager.hand_over_leadership(bound)
+        if new_leader is not None:
+            log.info(
+                "handed leadership to %x in %.1f ms before stopping",
+                new_leader,
+                (loop.time() - began) * 1000,
+            )
 
     # ------------------------------------------------------------------ accessors
 

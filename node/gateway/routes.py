@@ -53,8 +53,10 @@ MAX_HEADER_BYTES = 64 * 1024
 IDLE_TIMEOUT = 120.0
 
 HealthCheck = Callable[[], bool | Awaitable[bool]]
-"""``/health``'s verdict: a leader is known (spec §1). A coroutine function also fits, for a check
-that waits (a read through the commit path); the wait is bounded by ReqTimeout."""
+"""``/health``'s verdict. A coroutine function also fits, for a check that waits; the wait is
+bounded by ReqTimeout. The node passes ``ClusterManager.healthy``: a leader is known **and** a
+ReadIndex round through it completes within a second (issue 5, item 3), as etcd's own check
+commits a quorum read."""
 
 Req = TypeVar("Req", bound=betterproto.Message)
 Resp = TypeVar("Resp", bound=betterproto.Message)

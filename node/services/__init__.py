@@ -5,14 +5,16 @@ is routed and the ones raftnode does not serve answer a proper UNIMPLEMENTED (sp
 pitfall 1). `etcd_services()` builds that list; the composition root wires it up:
 
     patch_grpclib()                                    # once per process, before serving
-    server = grpclib.server.Server(etcd_services(cluster=..., maintenance=...))
+    server = grpclib.server.Server(etcd_services(kv=..., cluster=..., maintenance=...))
     install_request_context(server)                    # metadata/deadline/peer for handlers
     await server.start(host, port)
 
 Cluster and Maintenance are the services raftnode implements (node.services.cluster and
-node.services.maintenance); they subclass the generated `ClusterBase` and `MaintenanceBase`, so
-the Maintenance methods they do not override (Alarm, Defragment, Hash, HashKV, Snapshot,
-Downgrade) stay UNIMPLEMENTED. Left out, each is replaced by an all-UNIMPLEMENTED placeholder.
+node.services.maintenance), plus KV's Range (node.services.kv, over an always-empty key space, for
+`etcdctl endpoint health`); they subclass the generated `ClusterBase`, `MaintenanceBase` and
+`KvBase`, so the methods they do not override (Alarm, Defragment, Hash, HashKV, Snapshot,
+Downgrade; Put, DeleteRange, Txn, Compact) stay UNIMPLEMENTED. Left out, each is replaced by an
+all-UNIMPLEMENTED placeholder.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from node.services.context import (
     requires_leader,
 )
 from node.services.grpc_patches import grpclib_is_patched, patch_grpclib
+from node.services.kv import KvService
 from node.services.others import (
     AuthService,
     EtcdService,
-    KvService,
     LeaseService,
     UnimplementedCluster,
+    UnimplementedKv,
     UnimplementedMaintenance,
     WatchService,
     etcd_services,
@@ -45,6 +48,7 @@ __all__ = [
     "LeaseService",
     "RequestContext",
     "UnimplementedCluster",
+    "UnimplementedKv",
     "UnimplementedMaintenance",
     "WatchService",
     "current_deadline",

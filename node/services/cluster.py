@@ -46,10 +46,15 @@ def header_to_proto(header: Header) -> pb.ResponseHeader:
     )
 
 
-async def answer(manager: ClusterManager, work: Callable[[], Awaitable[T]]) -> T:
+async def answer(
+    manager: ClusterManager,
+    work: Callable[[], Awaitable[T]],
+    *,
+    served_on_learners: bool = False,
+) -> T:
     """Run the §3.1 gates and ``work``; any failure leaves as etcd's status and message."""
     try:
-        manager.check_gates(requires_leader())
+        manager.check_gates(requires_leader(), served_on_learners=served_on_learners)
         return await work()
     except Exception as exc:
         raise to_grpc_error(exc) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from node.cluster import ClusterManager
+from node.cluster import KV_REVISION, ClusterManager
 from node.domain_errors import NoLeader
 from node.errors import ERRORS, to_grpc_error
 from node.services.cluster import answer, header_to_proto
@@ -15,7 +15,7 @@ from proto import etcdserverpb as pb
 #: The etcd API level raftnode emulates; also what GET /version reports (spec §7.1).
 VERSION = "3.5.0"
 #: The KV revision of an empty etcd: raftnode keeps no keys (spec §7.1).
-REVISION = 1
+REVISION = KV_REVISION
 #: Status reports a missing leader in ``errors`` with etcd's text, taken from the one table (P5).
 NO_LEADER = ERRORS[NoLeader].message
 

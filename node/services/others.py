@@ -1,16 +1,18 @@
 """The etcd services raftnode does not serve, registered so they answer like etcd would.
 
-Every method of etcd's KV, Watch, Lease and Auth services is registered through betterproto's
-generated `*Base` classes, whose default handlers raise UNIMPLEMENTED through grpclib's normal
-reply path, which sends `content-type` (spec section 11, pitfall 1). A method that is simply not
-registered gets a reply that etcdctl cannot decode. The one override is `Auth.Authenticate`:
-etcdctl calls it first whenever `--user` is given, and etcd with auth off answers
-`ErrGRPCAuthNotEnabled` (FAILED_PRECONDITION `etcdserver: authentication is not enabled`, from
-node.errors' table), after which the client goes on without a token (pitfall 2).
+Every method of etcd's KV (but Range, served by node.services.kv), Watch, Lease and Auth
+services is registered through betterproto's generated `*Base` classes, whose default handlers
+raise UNIMPLEMENTED through grpclib's normal reply path, which sends `content-type` (spec section
+11, pitfall 1). A method that is simply not registered gets a reply that etcdctl cannot decode.
+The one override is `Auth.Authenticate`: etcdctl calls it first whenever `--user` is given, and
+etcd with auth off answers `ErrGRPCAuthNotEnabled` (FAILED_PRECONDITION `etcdserver:
+authentication is not enabled`, from node.errors' table), after which the client goes on without
+a token (pitfall 2).
 
-`UnimplementedCluster` and `UnimplementedMaintenance` stand in for node.services.cluster and
-node.services.maintenance where a test or a partial server wants them; `etcd_services()`
-assembles one instance per etcd service, the list a grpclib `Server` is built from.
+`UnimplementedKv`, `UnimplementedCluster` and `UnimplementedMaintenance` stand in for
+node.services.kv, node.services.cluster and node.services.maintenance where a test or a partial
+server wants them; `etcd_services()` assembles one instance per etcd service, the list a grpclib
+`Server` is built from.
 """
 
 from __future__ import annotations
@@ -36,17 +38,18 @@ from proto.etcdserverpb import (
 __all__ = [
     "AuthService",
     "EtcdService",
-    "KvService",
     "LeaseService",
     "UnimplementedCluster",
+    "UnimplementedKv",
     "UnimplementedMaintenance",
     "WatchService",
     "etcd_services",
 ]
 
 
-class KvService(KvBase):
-    """etcd's KV service: Range, Put, DeleteRange, Txn and Compact all answer UNIMPLEMENTED."""
+class UnimplementedKv(KvBase):
+    """Placeholder for node.services.kv: Range, Put, DeleteRange, Txn and Compact all answer
+    UNIMPLEMENTED (node.services.kv serves Range; the writes stay UNIMPLEMENTED there too)."""
 
 
 class WatchService(WatchBase):
@@ -80,16 +83,17 @@ class EtcdService(Protocol):
 
 def etcd_services(
     *,
+    kv: KvBase | None = None,
     cluster: ClusterBase | None = None,
     maintenance: MaintenanceBase | None = None,
 ) -> list[EtcdService]:
     """One instance of each etcd v3 service: KV, Watch, Lease, Cluster, Maintenance, Auth.
 
-    `cluster` and `maintenance` are raftnode's implementations; each one left out is replaced by
-    its all-UNIMPLEMENTED placeholder.
+    `kv`, `cluster` and `maintenance` are raftnode's implementations; each one left out is
+    replaced by its all-UNIMPLEMENTED placeholder.
     """
     return [
-        KvService(),
+        kv if kv is not None else UnimplementedKv(),
         WatchService(),
         LeaseService(),
         cluster if cluster is not None else UnimplementedCluster(),

@@ -39,7 +39,7 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
-from node.cluster import ClusterManager, Timing
+from node.cluster import AutoPromoter, ClusterManager, Timing
 from node.codec import encode
 from node.domain_errors import EtcdError
 from node.driver import RaftDriver
@@ -47,6 +47,7 @@ from node.errors import ERRORS
 from node.membership import Member, Membership, build_initial_membership
 from node.services import etcd_services, install_request_context
 from node.services.cluster import ClusterService
+from node.services.kv import KvService
 from node.services.maintenance import MaintenanceService
 from node.state import MembershipMachine
 from node.testing import ManualClock, MemoryLogStore, MemoryNetwork
@@ -118,6 +119,8 @@ class HarnessNode:
     kv: pb.KvStub
     auth: pb.AuthStub
     _channel_for: ChannelFor
+    #: ``--auto-promote-learners`` (only with ``ClusterHarness(auto_promote_learners=True)``).
+    promoter: AutoPromoter | None = None
 
     @property
     def membership(self) -> Membership:
@@ -139,6 +142,7 @@ class ClusterHarness:
         strict_reconfig_check: bool = True,
         health_interval: float = 0.0,
         request_timeout: float = REQUEST_TIMEOUT,
+        auto_promote_learners: bool = False,
     ) -> None:
         if not 1 <= size <= len(FOUNDERS):
             raise ValueError(f"size must be 1..{len(FOUNDERS)}")
@@ -149,6 +153,7 @@ class ClusterHarness:
             request_timeout=request_timeout, heartbeat=TICK, health_interval=health_interval
         )
         self.strict = strict_reconfig_check
+        self.auto_promote = auto_promote_learners
         self.db_size = 0
         self.nodes: dict[int, HarnessNode] = {}
         #: When each link last came up (links never cut count as up since time 0).
@@ -185,6 +190,9 @@ class ClusterHarness:
         tb: TracebackType | None,
     ) -> None:
         for node in self.nodes.values():
+            if node.promoter is not None:
+                await node.promoter.close()
+        for node in self.nodes.values():
             await node.driver.close()
         for node in self.nodes.values():
             await node._channel_for.__aexit__(None, None, None)
@@ -217,6 +225,7 @@ class ClusterHarness:
             clock=self.clock,
         )
         services = etcd_services(
+            kv=KvService(manager),
             cluster=ClusterService(manager),
             maintenance=MaintenanceService(manager, lambda: self.db_size),
         )
@@ -239,6 +248,7 @@ class ClusterHarness:
             kv=pb.KvStub(channel),
             auth=pb.AuthStub(channel),
             _channel_for=channel_for,
+            promoter=AutoPromoter(manager) if self.auto_promote else None,
         )
         self.nodes[member_id] = node
         self.network.attach(NodeId(member_id), driver.step)

@@ -35,6 +35,7 @@ def test_defaults_are_etcds():
     assert c.snapshot_count == 100_000
     assert c.strict_reconfig_check is True
     assert c.max_learners == 1
+    assert c.auto_promote_learners is False  # not an etcd flag: off unless asked for
     assert c.log_level == "info"
     assert c.health_interval_s == 5.0
 
@@ -246,6 +247,7 @@ def test_every_flag_sets_its_field():
             "--snapshot-count=10",
             "--strict-reconfig-check=false",
             "--max-learners=2",
+            "--auto-promote-learners",
             "--log-level",
             "debug",
             "--health-interval=0.25",
@@ -271,6 +273,7 @@ def test_every_flag_sets_its_field():
         snapshot_count=10,
         strict_reconfig_check=False,
         max_learners=2,
+        auto_promote_learners=True,
         log_level="debug",
         health_interval_s=0.25,
     )
@@ -328,6 +331,7 @@ def test_environment_variables_set_unset_flags():
         "ETCD_HEARTBEAT_INTERVAL": "20",
         "ETCD_ELECTION_TIMEOUT": "200",
         "ETCD_HEALTH_INTERVAL": "1.5",
+        "ETCD_AUTO_PROMOTE_LEARNERS": "true",
     }
     c = parse_config([], env)
     assert c.name == "v6" and c.data_dir == "v6.etcd"
@@ -335,6 +339,7 @@ def test_environment_variables_set_unset_flags():
     assert len(c.initial_cluster) == 5 and ("", ("http://127.0.0.1:52380",)) in c.initial_cluster
     assert c.initial_advertise_peer_urls == ("http://127.0.0.1:62380",)
     assert c.strict_reconfig_check is False
+    assert c.auto_promote_learners is True
     assert (c.heartbeat_interval_ms, c.election_timeout_ms, c.health_interval_s) == (20, 200, 1.5)
 
 

@@ -72,6 +72,9 @@ SPEC_8_1 = [
     (domain.RequestTooLarge, 3, "etcdserver: request is too large"),
     (domain.ContextDeadlineExceeded, 4, "context deadline exceeded"),
     (domain.ContextCanceled, 1, "context canceled"),
+    # Beyond §8.1: KV.Range's own request checks, as etcd's rpctypes spell them.
+    (domain.EmptyKey, 3, "etcdserver: key is not provided"),
+    (domain.FutureRevision, 11, "etcdserver: mvcc: required revision is a future revision"),
 ]
 
 # Spec §9.4: gRPC code -> HTTP status of the gateway.
