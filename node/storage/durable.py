@@ -28,6 +28,7 @@ One write at a time: the driver persists Readies in order, and a second concurre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import posixpath
 from collections.abc import Callable, Sequence
@@ -82,6 +83,8 @@ class DurableStorage:
         self._snapshot = snapshot
         self._snapshot_count = snapshot_count
         self._busy = False
+        #: A commit-index update saved with sync=False, not yet on disk (see ``save``).
+        self._deferred_hard_state: HardState | None = None
         self._failed: BaseException | None = None
         self._closed = False
 
@@ -204,13 +207,15 @@ class DurableStorage:
         """Persist one Ready's snapshot, entries and hard state; durable when this returns.
 
         ``sync=False`` (the Ready's ``must_sync`` is False: only the commit index changed) writes
-        the record without fdatasync; it becomes durable with the next synced write, and a crash
-        before that loses at most this commit-index update, which Raft relearns."""
-        record = self._plan_save(hard_state, entries, snapshot)
+        nothing: the new hard state is kept in memory and goes to disk with the next record (or
+        at close). A crash before that loses only this commit-index update, which Raft relearns.
+        (Writing it unsynced instead could tear it behind a later record, which recovery must
+        refuse as corruption: found by the durable simulator.)"""
+        record = self._plan_save(hard_state, entries, snapshot, sync)
         if record is None:
             return
         await self._off_loop(
-            lambda: self._write_save(record, snapshot, sync),
+            lambda: self._write_save(record, snapshot),
             lambda: self._apply_save(record, snapshot),
         )
 
@@ -223,16 +228,26 @@ class DurableStorage:
         sync: bool = True,
     ) -> None:
         """``save``, blocking the caller."""
-        record = self._plan_save(hard_state, entries, snapshot)
+        record = self._plan_save(hard_state, entries, snapshot, sync)
         if record is None:
             return
-        self._blocking(lambda: self._write_save(record, snapshot, sync))
+        self._blocking(lambda: self._write_save(record, snapshot))
         self._apply_save(record, snapshot)
 
     def _plan_save(
-        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
+        self,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None,
+        sync: bool = True,
     ) -> LogRecord | None:
         self._check_writable()
+        if snapshot is None and not entries and hard_state is not None and not sync:
+            self._hard_state = self._deferred_hard_state = hard_state
+            return None
+        if hard_state is None:
+            hard_state = self._deferred_hard_state
+        self._deferred_hard_state = None
         if snapshot is None:
             if not entries and hard_state is None:
                 return None
@@ -249,9 +264,9 @@ class DurableStorage:
         full = hard_state if hard_state is not None else self._hard_state
         return LogRecord(metadata, tuple(entries), full)
 
-    def _write_save(self, record: LogRecord, snapshot: Snapshot | None, sync: bool) -> None:
+    def _write_save(self, record: LogRecord, snapshot: Snapshot | None) -> None:
         if snapshot is None:
-            self._wal.append(record, sync=sync or bool(record.entries))
+            self._wal.append(record)
         else:
             self._write_checkpoint(record, snapshot)
 
@@ -323,6 +338,9 @@ class DurableStorage:
 
     def close(self) -> None:
         if not self._closed:
+            if self._deferred_hard_state is not None and self._failed is None:
+                with contextlib.suppress(Exception):  # best effort: it is relearnable
+                    self.save_sync(None, [])  # a clean stop keeps the last commit index
             self._closed = True
             self._wal.close()
 

@@ -28,7 +28,6 @@ a torn write and is dropped too: no checksum can tell the two apart.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import posixpath
 from collections.abc import Callable, Iterator
@@ -94,8 +93,6 @@ class Wal:
         self._handle = handle
         self._offset = offset
         self._next_seq = next_seq
-        #: The last record was written without fdatasync (see append).
-        self._unsynced = False
         self._starts_with_checkpoint = starts_with_checkpoint
 
     # ---- creating and opening ----
@@ -125,30 +122,19 @@ class Wal:
 
     # ---- writing ----
 
-    def append(self, record: LogRecord, *, checkpoint: bool = False, sync: bool = True) -> None:
-        """Write ``record``, durably unless ``sync`` is False. An unsynced record becomes durable
-        with the next synced one (same file) or before a rotation, so it can only ever be lost
-        as the torn tail. A checkpoint begins a new segment (see the module doc)."""
+    def append(self, record: LogRecord, *, checkpoint: bool = False) -> None:
+        """Write ``record`` durably. A checkpoint begins a new segment (see the module doc)."""
         frame = encode_frame(self._next_seq, encode(record))
         if self._offset > 0 and (checkpoint or self._offset + len(frame) > self._segment_size):
             self._rotate()
-        # At most one unsynced record at a time: unsynced sectors reach the disk in any order, so
-        # two in a row could leave the first torn behind an intact second, which recovery must
-        # refuse as corruption (found by the durable simulator). A lost last record is a torn tail.
-        sync = sync or self._unsynced
         self._handle.pwrite(frame, self._offset)
-        if sync:
-            self._handle.sync()
-        self._unsynced = not sync
+        self._handle.sync()
         if self._offset == 0:
             self._starts_with_checkpoint = checkpoint
         self._offset += len(frame)
         self._next_seq += 1
 
     def _rotate(self) -> None:
-        if self._unsynced:
-            self._handle.sync()  # nothing unsynced may precede a durable record elsewhere
-            self._unsynced = False
         seq = self._segments[-1] + 1
         handle = self._fs.create(self._path(seq), self._segment_size)
         try:
@@ -173,9 +159,6 @@ class Wal:
             self._fs.sync_dir(self._dir)
 
     def close(self) -> None:
-        if self._unsynced:
-            with contextlib.suppress(OSError):
-                self._handle.sync()  # a clean stop keeps even the last commit-index update
         self._handle.close()
 
     def _path(self, seq: int) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from node.storage import CrashingFileSystem, DurableStorage
+from node.storage import CrashingFileSystem, DurableStorage, SimulatedCrash
 from raft import Entry, Index, Message, MessageType, NodeId, Term
 from tests.node.durable_sim import (
     EXACT,
@@ -311,24 +311,39 @@ def test_a_seed_replays_identically_in_another_process() -> None:
     assert len(runs) == 1
 
 
-# A bug this simulator found in node/storage, now fixed: with must_sync False, two commit-only
-# records in a row were both written without fdatasync. A crash could then keep the second and
-# tear the first (their sectors reach the disk in any order), and recovery refused the data dir
-# for good: "damaged record followed by a valid one". Before the fix, sweep seeds 6298, 6537,
-# 6850, 7163, 7540 and 7570 hit it (python -m tests.node.durable_sim --seed 6850). The WAL now
-# syncs a record whenever the one before it was not synced.
+# Regression tests for a node/storage bug the sweep found. With must_sync False, a commit-only
+# record was written without fdatasync; a crash could then keep a later record and tear that one
+# (unsynced sectors reach the disk in any order), and recovery refused the data dir for good:
+# "damaged record followed by a valid one". Two commit-only records in a row did it (sweep seeds
+# 6298, 6537, 6850, 7163, 7540, 7570), and so did a crash between the pwrite and the fdatasync of
+# the record after one (seed 6909, once the WAL synced the record after an unsynced one).
 def test_two_unsynced_commit_updates_in_a_row_keep_the_wal_readable() -> None:
     for size in range(1, 20):
         for seed in range(20):
             fs = CrashingFileSystem()
-            storage = DurableStorage.open(DATA_DIR, IDENTITY, fs=fs)
+            storage = DurableStorage.open(DATA_DIR, IDENTITY, fs=fs, segment_size=4096)
             storage.save_sync(hs(1, 1, 0), ents(1, 1 + size, 1))
             storage.save_sync(hs(1, 1, 1), [], sync=False)  # a Ready whose must_sync is False
             storage.save_sync(hs(1, 1, 2), [], sync=False)  # and the next one
             fs.reboot(random.Random(seed))  # power loss: unsynced sectors land, or not
-            recovered = DurableStorage.open(DATA_DIR, IDENTITY, fs=fs)
+            recovered = DurableStorage.open(DATA_DIR, IDENTITY, fs=fs, segment_size=4096)
             assert recovered.last_index() == size
             assert recovered.hard_state.commit in (0, 1, 2)
+
+
+def test_a_crash_inside_the_save_after_an_unsynced_one_keeps_the_wal_readable() -> None:
+    for size in range(1, 20):
+        for seed in range(20):
+            fs = CrashingFileSystem()
+            storage = DurableStorage.open(DATA_DIR, IDENTITY, fs=fs, segment_size=4096)
+            storage.save_sync(hs(1, 1, 0), ents(1, 1 + size, 1))
+            storage.save_sync(hs(1, 1, 1), [], sync=False)  # a Ready whose must_sync is False
+            fs.crash_at(1)  # the next save dies after its pwrite, before its fdatasync
+            with pytest.raises(SimulatedCrash):
+                storage.save_sync(hs(1, 1, 2), ents(1 + size, 2 + size, 1))
+            fs.reboot(random.Random(seed))
+            recovered = DurableStorage.open(DATA_DIR, IDENTITY, fs=fs, segment_size=4096)
+            assert recovered.last_index() in (size, size + 1)
 
 
 def test_a_failure_names_the_durable_replay_command() -> None:
