@@ -144,7 +144,9 @@ class CrashingFileSystem:
         self._pending = []
         self.boots += 1
         self._files = dict(self._durable_names)
-        for inode in set(self._files.values()):
+        # A fixed order (the name table's), so a seeded reboot tears the same sectors in every
+        # process; a set of identity-hashed inodes would iterate in memory-address order.
+        for inode in dict.fromkeys(self._files.values()):
             inode.after_crash(rng)
         self._crash_at = None
         self._down = False

@@ -127,34 +127,12 @@ class DiskStats:
     installed_snapshots: int = 0
 
 
-class ReplayableFileSystem(CrashingFileSystem):
-    """``CrashingFileSystem`` whose torn reboot depends on the rng alone.
-
-    The base class visits the files in ``set(...)`` order, and a set of identity-hashed inodes
-    iterates in memory-address order, which differs from one process to the next; as every file
-    draws from the same rng, the same seed tears different sectors in a sweep's worker than in
-    its replay. Until node/storage/fakefs.py iterates in a fixed order, this copy of ``reboot``
-    does (the insertion order of the name table, itself made by the seeded workload)."""
-
-    def reboot(self, rng: random.Random | None = None) -> None:
-        pending = self._pending[: rng.randint(0, len(self._pending))] if rng is not None else []
-        for _, name_op in pending:
-            name_op(self._durable_names)
-        self._pending = []
-        self.boots += 1
-        self._files = dict(self._durable_names)
-        for inode in dict.fromkeys(self._files.values()):  # the one change: a fixed order
-            inode.after_crash(rng)
-        self._crash_at = None
-        self._down = False
-
-
 class Disk:
     """One member's machine: a file system that outlives crashes, and the storage open on it."""
 
     def __init__(self, node_id: NodeId, segment_size: int, snapshot_count: int | None) -> None:
         self.node_id = node_id
-        self.fs = ReplayableFileSystem()
+        self.fs = CrashingFileSystem()
         self.identity = Identity(CLUSTER_ID, int(node_id), "sim")
         self.segment_size = segment_size
         self.snapshot_count = snapshot_count or 1 << 62
