@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from node import localcluster
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: Fast timers for every member this module starts (see the module docstring).
@@ -186,32 +188,15 @@ def _clean_env() -> dict[str, str]:
 
 
 @dataclass
-class Member:
-    """One member's ports, paths and (while it runs) process."""
+class Member(localcluster.Member):
+    """One member's ports, paths and (while it runs) process; the URLs come from the launcher's
+    member, plus what a test needs to restart and reap it."""
 
-    name: str
-    client_port: int
-    peer_port: int
-    data_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
     #: The command line and extra environment of the last start, for `Procs.restart`.
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     #: Every process started for this member, so `Procs.close` can reap them all.
     history: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
-
-    @property
-    def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
 
     @property
     def running(self) -> bool:
