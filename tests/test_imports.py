@@ -145,6 +145,11 @@ _NODE_EDGE = _rule(
         "raft", *PURE, "node.driver", "node.cluster", *CLIENT_EDGE, *PROTO_STACK, *HTTP_LIBRARIES
     )
 )
+# node.client is a library for other programs: the wire (proto, grpclib, betterproto) and the pure
+# modules, never the node's own machinery (driver, cluster, server). node.ctl, the operator CLI, is
+# built on node.client alone.
+_NODE_CLIENT = _rule({STDLIB, "node"} | modules("node.client", *PURE, *PROTO_STACK))
+_NODE_CTL = _rule({STDLIB, "node"} | modules("node.client", "node.ctl", *PURE, *PROTO_STACK))
 _NODE_ANY = _rule(None)
 _NODE_ENTRY = Rule(allowed=None, forbidden=modules("msgpack"))
 
@@ -168,6 +173,10 @@ IMPORT_RULES: dict[str, Rule] = {
     **dict.fromkeys(ENTRY_POINTS, _NODE_ENTRY),
     # The local-cluster launcher runs members as processes; it needs nothing of the node.
     "node.localcluster": _rule({STDLIB}),
+    "node.client": _NODE_CLIENT,
+    "node.client.*": _NODE_CLIENT,
+    "node.ctl": _NODE_CTL,
+    "node.ctl.*": _NODE_CTL,
 }
 """Module-name pattern -> the rule for modules it matches. Each module must match exactly one."""
 
