@@ -17,13 +17,14 @@ moves only when the test advances it, so no test here waits on the wall clock (P
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from node.codec import encode
@@ -133,6 +134,15 @@ class SystemClock:
         return asyncio.timeout(seconds)
 
 
+@dataclass
+class PromotionStats:
+    """Promotions this node judged as leader (etcd's learner_promote metrics): failures are
+    counted by the error's class name."""
+
+    successes: int = 0
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
 class ClusterManager:
     def __init__(
         self,
@@ -157,6 +167,7 @@ class ClusterManager:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._request_ids = request_ids(int(driver.status.id), int(time.time() * 1000))
         self._change_lock = asyncio.Lock()
+        self.promotions = PromotionStats()
 
     # ------------------------------------------------------------------ views
 
@@ -246,6 +257,15 @@ class ClusterManager:
             raise MemberNotFound()  # D4: at once, from any node
         if self.driver.status.role is not Role.LEADER:
             return await self._forward(member_id)
+        try:
+            membership = await self._promote_as_leader(member_id)
+        except EtcdError as exc:
+            self.promotions.failures[type(exc).__name__] += 1
+            raise
+        self.promotions.successes += 1
+        return membership
+
+    async def _promote_as_leader(self, member_id: int) -> Membership:
         await self._wait_applied_caught_up()
         status = self.driver.status
         progress = status.progress.get(NodeId(member_id))

@@ -186,6 +186,8 @@ class RaftDriver:
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._status_listeners: list[Callable[[DriverStatus, DriverStatus], None]] = []
+        #: Proposals that were never applied: refused, dropped, or abandoned by their caller.
+        self.failed_proposals = 0
         self.status = self._build_status()
 
     # ------------------------------------------------------------------ lifecycle
@@ -296,8 +298,18 @@ class RaftDriver:
         try:
             self._put(event)
             return await future  # an error the apply produced is raised here
+        except (ProposalDropped, NotLeader, DriverStopped, asyncio.CancelledError):
+            # Never applied (refused, dropped, or abandoned at its deadline): etcd's
+            # proposals_failed_total. An error the apply produced was committed, so not failed.
+            self.failed_proposals += 1
+            raise
         finally:
             self._waiters.pop(request_id, None)
+
+    @property
+    def pending_proposals(self) -> int:
+        """Proposals waiting for their apply (etcd's proposals_pending)."""
+        return len(self._waiters)
 
     def _put(self, event: _Event) -> None:
         if self._stopped:

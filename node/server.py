@@ -47,10 +47,12 @@ from node.gateway import Gateway
 from node.join import JoinError, fetch_membership, find_self
 from node.listener import ClientPort, serve_client_port
 from node.membership import Member, Membership, build_initial_membership
+from node.observability import NodeMetrics
 from node.services import etcd_services, install_request_context, patch_grpclib
 from node.services.cluster import ClusterService
+from node.services.instrument import instrument_server
 from node.services.kv import KvService
-from node.services.maintenance import MaintenanceService
+from node.services.maintenance import VERSION, MaintenanceService
 from node.state import MembershipMachine
 from node.storage import DataDirError, DurableStorage, Identity, OsFileSystem, read_metadata
 from node.transport import PeerTransport, TransportEvents
@@ -84,6 +86,7 @@ class Node:
     machine: MembershipMachine | None = None
     manager: ClusterManager | None = None
     promoter: AutoPromoter | None = None
+    metrics: NodeMetrics | None = None
     servers: list[grpclib.server.Server] = field(default_factory=list)
     client_ports: list[int] = field(default_factory=list)
     _client_sockets: list[socket.socket] = field(default_factory=list)
@@ -113,6 +116,8 @@ class Node:
             membership = decode(snapshot.data, Membership)
         self.machine = MembershipMachine(membership)
         member_id = NodeId(identity.member_id)
+        self.metrics = NodeMetrics(member_id, VERSION)
+        storage.on_fsync = self.metrics.on_fsync
         self.transport = PeerTransport(
             identity.cluster_id,
             member_id,
@@ -123,6 +128,7 @@ class Node:
                 unreachable=self._on_unreachable,
                 peer_lost=self._on_peer_lost,
                 membership=lambda: encode(self._machine().membership),
+                round_trip=lambda peer, seconds: self._metrics().on_round_trip(peer, seconds),
             ),
         )
         raft_config = Config(
@@ -133,6 +139,7 @@ class Node:
             applied=Index(snapshot.metadata.index),
         )
         self.driver = RaftDriver(raft_config, storage, self.transport, self.machine)
+        self.metrics.watch_driver(self.driver)
         self.machine.add_listener(self._on_membership_change)
         try:
             await self.transport.start(self.config.listen_peer_urls)
@@ -157,6 +164,7 @@ class Node:
             strict_reconfig_check=self.config.strict_reconfig_check,
             forward_promote=forward_promote,
         )
+        self.metrics.watch_promotions(self.manager.promotions)
         if self.config.auto_promote_learners:
             self.promoter = AutoPromoter(self.manager)
         log.info("member %x of cluster %x starting; publishing", member_id, identity.cluster_id)
@@ -214,16 +222,20 @@ class Node:
         patch_grpclib()
         manager = self._manager()
         cluster = ClusterService(manager)
-        maintenance = MaintenanceService(manager, self._storage().disk_usage)
+        storage = self._storage()
+        maintenance = MaintenanceService(manager, storage.disk_usage, storage.bytes_in_use)
         services = etcd_services(kv=KvService(manager), cluster=cluster, maintenance=maintenance)
+        metrics = self._metrics()
         for sock in self._client_sockets:
             server = grpclib.server.Server(services)
             install_request_context(server)
+            instrument_server(server, services, metrics.grpc_started, metrics.grpc_handled)
             gateway = Gateway(
                 cluster=cluster,
                 maintenance=maintenance,
                 has_leader=manager.healthy,  # a leader and a ReadIndex round that completes
                 request_timeout=manager.timing.request_timeout,
+                metrics=metrics.render,
             )
             listener = await serve_client_port(sock, server, gateway)
             self.servers.append(server)
@@ -343,6 +355,10 @@ class Node:
     def _manager(self) -> ClusterManager:
         assert self.manager is not None
         return self.manager
+
+    def _metrics(self) -> NodeMetrics:
+        assert self.metrics is not None, "the node has not started"
+        return self.metrics
 
     def _storage(self) -> DurableStorage:
         assert self.storage is not None

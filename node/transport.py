@@ -52,6 +52,8 @@ QUEUE_LIMIT: Final = 4096
 HANDSHAKE_TIMEOUT: Final = 5.0
 MIN_BACKOFF: Final = 0.05
 MAX_BACKOFF: Final = 1.0
+#: How often each peer is probed for its round-trip time (etcd probes every 4 s).
+PROBE_INTERVAL: Final = 5.0
 
 
 class HelloStatus(enum.IntEnum):
@@ -96,6 +98,8 @@ class TransportEvents:
     #: An accepted peer connection ended (the peer process likely died): crash failover may
     #: stop trusting that peer's leadership at once (issue 5; a partition closes nothing).
     peer_lost: Callable[[NodeId], None] = lambda peer: None
+    #: A probe's round trip to a peer, in seconds (etcd's peer_round_trip_time_seconds).
+    round_trip: Callable[[NodeId, float], None] = lambda peer, seconds: None
 
 
 class _PeerWriter:
@@ -110,6 +114,25 @@ class _PeerWriter:
         self.active_since: float | None = None
         self.dropped = 0
         self.task = asyncio.create_task(self._run(), name=f"peer-writer-{peer:x}")
+        self.prober = asyncio.create_task(self._probe_forever(), name=f"peer-prober-{peer:x}")
+
+    def cancel(self) -> None:
+        self.task.cancel()
+        self.prober.cancel()
+
+    async def _probe_forever(self) -> None:
+        """Time an info request to the peer now and then: the round trip of a small request
+        answered by the peer's event loop, like etcd's prober. A failed probe records nothing
+        (the writer reports unreachable peers)."""
+        for attempt in itertools.count():
+            await asyncio.sleep(self.transport.probe_interval)
+            url = self.urls[attempt % len(self.urls)]
+            try:
+                async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                    seconds = await probe_round_trip(url)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError):
+                continue
+            self.transport.events.round_trip(self.peer, seconds)
 
     def enqueue(self, frame: bytes) -> None:
         if len(self.queue) >= QUEUE_LIMIT:
@@ -188,8 +211,16 @@ class _PeerWriter:
 class PeerTransport:
     """The node's peer network. ``start`` listens; ``send`` never blocks."""
 
-    def __init__(self, cluster_id: int, member_id: int, events: TransportEvents) -> None:
+    def __init__(
+        self,
+        cluster_id: int,
+        member_id: int,
+        events: TransportEvents,
+        *,
+        probe_interval: float = PROBE_INTERVAL,
+    ) -> None:
         self.cluster_id = cluster_id
+        self.probe_interval = probe_interval
         self.member_id = member_id
         self.events = events
         self.removed_ids: frozenset[int] = frozenset()
@@ -213,7 +244,8 @@ class PeerTransport:
         self._closed = True
         for server in self._servers:
             server.close()
-        tasks = [w.task for w in self._writers.values()] + list(self._readers)
+        tasks = [t for w in self._writers.values() for t in (w.task, w.prober)]
+        tasks += list(self._readers)
         for task in tasks:
             task.cancel()
         for server in self._servers:
@@ -230,7 +262,7 @@ class PeerTransport:
         wanted = {NodeId(i): tuple(u) for i, u in peers.items() if i != self.member_id}
         for peer, writer in list(self._writers.items()):
             if wanted.get(peer) != writer.urls:
-                writer.task.cancel()
+                writer.cancel()
                 del self._writers[peer]
         for peer, urls in wanted.items():
             if peer not in self._writers and urls and not self._closed:
@@ -354,6 +386,23 @@ MAX_INFO: Final = 16 * 1024 * 1024
 async def _reply(writer: asyncio.StreamWriter, status: HelloStatus, body: bytes) -> None:
     writer.write(bytes([status]) + _LENGTH.pack(len(body)) + body)
     await writer.drain()
+
+
+async def probe_round_trip(url: str) -> float:
+    """Seconds from sending an info request to the peer at ``url`` to its first reply byte
+    (the connection is opened before the clock starts). The caller bounds it."""
+    host, port = peer_address(url)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        started = time.monotonic()
+        writer.write(_HELLO.pack(MAGIC, 0, 0, 0))
+        await writer.drain()
+        await reader.readexactly(1)
+        return time.monotonic() - started
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await writer.wait_closed()
 
 
 async def fetch_info(url: str) -> bytes:

@@ -9,8 +9,9 @@ would hang).
 
 Routes: ``POST /v3/<rpc>`` and its ``/v3beta/`` alias; another method there is 405. Go's two 404
 bodies are kept (transcripts 03, 15): ``Not Found`` for an unknown path under a gateway prefix,
-``404 page not found`` elsewhere (``/v3alpha/`` included). ``GET /version`` and ``GET /health``
-are etcd's plain handlers (GET only). ``OPTIONS`` anywhere is etcd's empty CORS answer.
+``404 page not found`` elsewhere (``/v3alpha/`` included). ``GET /version``, ``GET /health`` and
+``GET /metrics`` (Prometheus text, when the node passes a renderer) are plain handlers (GET
+only). ``OPTIONS`` anywhere is etcd's empty CORS answer.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from node.domain_errors import RequestTimeout, RequestTooLarge
 from node.errors import ErrorRow, describe
 from node.gateway.codec import BadRequest, decode_request, dump_json, encode_response
 from node.gateway.http11 import TEXT, Http11Server, Limits, Reply
+from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.services.maintenance import VERSION
 from node.services.others import AuthService
 from proto import etcdserverpb as pb
@@ -100,9 +102,11 @@ class Gateway:
         max_request_bytes: int = MAX_REQUEST_BYTES,
         max_header_bytes: int = MAX_HEADER_BYTES,
         idle_timeout: float = IDLE_TIMEOUT,
+        metrics: Callable[[], str] | None = None,
     ) -> None:
         """``request_timeout`` is ReqTimeout (``ClusterManager.timing.request_timeout``);
-        ``auth`` defaults to the refusing ``AuthService``."""
+        ``auth`` defaults to the refusing ``AuthService``; ``metrics`` renders ``GET /metrics``
+        (Prometheus text), which is a 404 without it."""
         auth = auth if auth is not None else AuthService()
         self._routes: Mapping[str, _Route[Any, Any]] = {
             "cluster/member/add": _Route(pb.MemberAddRequest, cluster.member_add),
@@ -117,6 +121,7 @@ class Gateway:
             "auth/authenticate": _Route(pb.AuthenticateRequest, auth.authenticate),
         }
         self._has_leader = has_leader
+        self._metrics = metrics
         self.request_timeout = request_timeout
         too_large = error_reply(describe(RequestTooLarge()), close=True)
         limits = Limits(too_large, max_request_bytes, max_header_bytes, idle_timeout)
@@ -135,6 +140,10 @@ class Gateway:
             return Reply(200, dump_json({"etcdserver": VERSION, "etcdcluster": VERSION}))
         if path == "/health":
             return await self._health() if method == "GET" else _GET_ONLY
+        if path == "/metrics" and self._metrics is not None:
+            if method != "GET":
+                return _GET_ONLY
+            return Reply(200, self._metrics().encode(), METRICS_CONTENT_TYPE)
         for prefix in _GATEWAY_PREFIXES:
             if path.startswith(prefix):
                 route = self._routes.get(path[len(prefix) :])

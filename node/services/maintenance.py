@@ -21,9 +21,17 @@ NO_LEADER = ERRORS[NoLeader].message
 
 
 class MaintenanceService(pb.MaintenanceBase):
-    def __init__(self, manager: ClusterManager, db_size: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        manager: ClusterManager,
+        db_size: Callable[[], int],
+        db_size_in_use: Callable[[], int] | None = None,
+    ) -> None:
+        """``db_size``: bytes on disk; ``db_size_in_use``: the part holding data (WAL segments
+        are preallocated), ``db_size`` itself when not given."""
         self.manager = manager
         self._db_size = db_size
+        self._db_size_in_use = db_size_in_use if db_size_in_use is not None else db_size
 
     async def status(self, status_request: pb.StatusRequest) -> pb.StatusResponse:
         """Always served: on learners, without a leader, without quorum (only the caller's
@@ -33,12 +41,11 @@ class MaintenanceService(pb.MaintenanceBase):
             st = self.manager.driver.status
             header = header_to_proto(self.manager.header())
             header.revision = REVISION
-            size = self._db_size()
             return pb.StatusResponse(
                 header=header,
                 version=VERSION,
-                db_size=size,
-                db_size_in_use=size,
+                db_size=self._db_size(),
+                db_size_in_use=self._db_size_in_use(),
                 leader=int(st.lead),
                 raft_index=int(st.commit),
                 raft_term=int(st.applied_term),

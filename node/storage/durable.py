@@ -87,6 +87,8 @@ class DurableStorage:
         self._deferred_hard_state: HardState | None = None
         self._failed: BaseException | None = None
         self._closed = False
+        #: Called on the event loop with each WAL fdatasync's duration in seconds (metrics).
+        self.on_fsync: Callable[[float], None] | None = None
 
     @classmethod
     def open(
@@ -181,13 +183,22 @@ class DurableStorage:
 
     def disk_usage(self) -> int:
         """Bytes of WAL segments and snapshot files (the Status RPC's dbSize)."""
+        return self._file_bytes(datadir.wal_dir(self._path)) + self._file_bytes(
+            datadir.snap_dir(self._path)
+        )
+
+    def bytes_in_use(self) -> int:
+        """Bytes of WAL records and snapshot files (the Status RPC's dbSizeInUse): what
+        ``disk_usage`` counts, less the unused, preallocated tails of WAL segments."""
+        return self._wal.used_bytes + self._file_bytes(datadir.snap_dir(self._path))
+
+    def _file_bytes(self, directory: str) -> int:
         total = 0
-        for directory in (datadir.wal_dir(self._path), datadir.snap_dir(self._path)):
-            for name in self._fs.listdir(directory):
-                try:
-                    total += self._fs.size(posixpath.join(directory, name))
-                except FileNotFoundError:  # released meanwhile by a write in its worker thread
-                    pass
+        for name in self._fs.listdir(directory):
+            try:
+                total += self._fs.size(posixpath.join(directory, name))
+            except FileNotFoundError:  # released meanwhile by a write in its worker thread
+                pass
         return total
 
     def should_snapshot(self, applied: Index) -> bool:
@@ -218,6 +229,8 @@ class DurableStorage:
             lambda: self._write_save(record, snapshot),
             lambda: self._apply_save(record, snapshot),
         )
+        if self.on_fsync is not None:
+            self.on_fsync(self._wal.last_sync_seconds)
 
     def save_sync(
         self,

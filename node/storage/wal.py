@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import posixpath
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -85,7 +86,9 @@ class Wal:
         offset: int,
         next_seq: int,
         starts_with_checkpoint: bool,
+        sealed_bytes: int = 0,
     ) -> None:
+        """``sealed_bytes``: bytes of records in the live segments before the current one."""
         self._fs = fs
         self._dir = directory
         self._segment_size = segment_size
@@ -94,6 +97,15 @@ class Wal:
         self._offset = offset
         self._next_seq = next_seq
         self._starts_with_checkpoint = starts_with_checkpoint
+        self._sealed_bytes = sealed_bytes
+        #: How long the last append's fdatasync took (etcd's wal_fsync_duration_seconds).
+        self.last_sync_seconds = 0.0
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of records in the live segments (segments are preallocated, so the files are
+        larger): the WAL's share of the Status RPC's dbSizeInUse."""
+        return self._sealed_bytes + self._offset
 
     # ---- creating and opening ----
 
@@ -128,7 +140,9 @@ class Wal:
         if self._offset > 0 and (checkpoint or self._offset + len(frame) > self._segment_size):
             self._rotate()
         self._handle.pwrite(frame, self._offset)
+        started = time.perf_counter()
         self._handle.sync()
+        self.last_sync_seconds = time.perf_counter() - started
         if self._offset == 0:
             self._starts_with_checkpoint = checkpoint
         self._offset += len(frame)
@@ -144,6 +158,7 @@ class Wal:
             handle.close()
             raise
         self._handle.close()
+        self._sealed_bytes += self._offset
         self._handle, self._offset = handle, 0
         self._segments.append(seq)
         self._starts_with_checkpoint = False
@@ -153,6 +168,7 @@ class Wal:
         if not self._starts_with_checkpoint:
             raise RuntimeError("release() needs the current segment to begin with a checkpoint")
         old, self._segments = self._segments[:-1], self._segments[-1:]
+        self._sealed_bytes = 0
         for seq in old:
             self._fs.remove(self._path(seq))
         if old:
@@ -204,8 +220,9 @@ class _Replay:
                 raise DataDirError(
                     self._dir, f"WAL segment {segment_name(previous + 1)} is missing"
                 )
+        sealed_bytes = 0
         for seq in live[:-1]:
-            self._replay_segment(seq, is_last=False)
+            sealed_bytes += self._replay_segment(seq, is_last=False)[0]
         end, torn_end, starts_with_checkpoint = self._replay_segment(live[-1], is_last=True)
         handle = self._fs.open(self._path(live[-1]))
         try:
@@ -221,7 +238,15 @@ class _Replay:
             raise
         next_seq = 1 if self._expected is None else self._expected
         return Wal(
-            self._fs, self._dir, segment_size, live, handle, end, next_seq, starts_with_checkpoint
+            self._fs,
+            self._dir,
+            segment_size,
+            live,
+            handle,
+            end,
+            next_seq,
+            starts_with_checkpoint,
+            sealed_bytes,
         )
 
     def _find_start(self, segments: list[int]) -> int:

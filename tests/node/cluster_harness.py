@@ -45,10 +45,12 @@ from node.domain_errors import EtcdError
 from node.driver import RaftDriver
 from node.errors import ERRORS
 from node.membership import Member, Membership, build_initial_membership
+from node.observability import NodeMetrics
 from node.services import etcd_services, install_request_context
 from node.services.cluster import ClusterService
+from node.services.instrument import instrument_server
 from node.services.kv import KvService
-from node.services.maintenance import MaintenanceService
+from node.services.maintenance import VERSION, MaintenanceService
 from node.state import MembershipMachine
 from node.testing import ManualClock, MemoryLogStore, MemoryNetwork
 from proto import etcdserverpb as pb
@@ -119,6 +121,8 @@ class HarnessNode:
     kv: pb.KvStub
     auth: pb.AuthStub
     _channel_for: ChannelFor
+    #: What ``GET /metrics`` would render for this member (wired as the composition root does).
+    metrics: NodeMetrics
     #: ``--auto-promote-learners`` (only with ``ClusterHarness(auto_promote_learners=True)``).
     promoter: AutoPromoter | None = None
 
@@ -233,6 +237,10 @@ class ClusterHarness:
         channel = await channel_for.__aenter__()
         # ChannelFor builds its Server inside __aenter__ and offers no accessor for it.
         install_request_context(channel_for._server)
+        metrics = NodeMetrics(member_id, VERSION)
+        metrics.watch_driver(driver)
+        metrics.watch_promotions(manager.promotions)
+        instrument_server(channel_for._server, services, metrics.grpc_started, metrics.grpc_handled)
         node = HarnessNode(
             id=member_id,
             name=name,
@@ -248,6 +256,7 @@ class ClusterHarness:
             kv=pb.KvStub(channel),
             auth=pb.AuthStub(channel),
             _channel_for=channel_for,
+            metrics=metrics,
             promoter=AutoPromoter(manager) if self.auto_promote else None,
         )
         self.nodes[member_id] = node

@@ -357,6 +357,24 @@ async def test_targets_are_decoded_and_queries_ignored() -> None:
 
 
 @pytest.mark.asyncio
+async def test_metrics_are_served_as_prometheus_text_when_the_node_has_them() -> None:
+    gateway, _ = make_gateway()
+    assert (await gateway.respond("GET", "/metrics", b"")).status == 404
+    cluster = FakeCluster(Script({}))
+    gateway = Gateway(
+        cluster=cluster,
+        maintenance=pb.MaintenanceBase(),
+        has_leader=lambda: True,
+        request_timeout=5,
+        metrics=lambda: "up 1\n",
+    )
+    reply = await gateway.respond("GET", "/metrics", b"")
+    assert (reply.status, reply.body) == (200, b"up 1\n")
+    assert reply.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert (await gateway.respond("POST", "/metrics", b"")).status == 405
+
+
+@pytest.mark.asyncio
 async def test_version_and_health() -> None:
     leader = [True]
     gateway, _ = make_gateway(has_leader=lambda: leader[0])

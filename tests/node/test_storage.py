@@ -205,6 +205,24 @@ def test_disk_usage_counts_segments_and_snapshots(fs: CrashingFileSystem) -> Non
     assert 4096 + 100 < storage.disk_usage() < 4096 + 300
 
 
+def test_bytes_in_use_counts_records_not_preallocated_space(fs: CrashingFileSystem) -> None:
+    storage = _open(fs, segment_size=512)
+    base = storage.bytes_in_use()
+    assert (base, storage.disk_usage()) == (0, 512)  # a preallocated, empty segment
+    sizes = [base]
+    for i in range(1, 40, 3):  # rotates several times
+        storage.save_sync(hs(1, 1, i + 2), ents(i, i + 3, 1))
+        sizes.append(storage.bytes_in_use())
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    assert len(fs.listdir(WAL_DIR)) > 3
+    before = storage.bytes_in_use()
+    assert _reopened(fs, storage).bytes_in_use() == before  # replay finds the same records
+    storage = _open(fs, segment_size=512)
+    storage.create_snapshot_sync(Index(20), CONF, b"x" * 100)  # releases the older segments
+    assert len(fs.listdir(WAL_DIR)) == 1
+    assert 100 < storage.bytes_in_use() < before
+
+
 def test_disk_usage_skips_a_file_released_while_it_counts(fs: CrashingFileSystem) -> None:
     class Racing(CrashingFileSystem):
         def size(self, path: str) -> int:
@@ -251,6 +269,17 @@ async def test_async_save_and_snapshot(fs: CrashingFileSystem) -> None:
     storage = _reopened(fs, storage)
     assert storage.snapshot() == snapshot
     assert storage.hard_state == hs(1, 1, 3)
+
+
+@pytest.mark.asyncio
+async def test_each_save_reports_its_fsync_time(fs: CrashingFileSystem) -> None:
+    storage = _open(fs)
+    seen: list[float] = []
+    storage.on_fsync = seen.append
+    await storage.save(hs(1, 1, 1), ents(1, 3, 1))
+    await storage.save(hs(1, 1, 2), [], sync=False)  # commit-only: nothing written, no fsync
+    await storage.save(None, ents(3, 4, 1))
+    assert len(seen) == 2 and all(s >= 0 for s in seen)
 
 
 class _GatedFileSystem(CrashingFileSystem):

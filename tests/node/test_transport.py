@@ -69,6 +69,28 @@ def app(i: int) -> Message:
 
 
 @pytest.mark.asyncio
+async def test_peers_are_probed_for_their_round_trip_time() -> None:
+    trips: asyncio.Queue[tuple[NodeId, float]] = asyncio.Queue()
+    events = TransportEvents(
+        deliver=lambda m: None,
+        removed=lambda reason: None,
+        foreign=lambda reason: None,
+        unreachable=lambda peer: None,
+        round_trip=lambda peer, seconds: trips.put_nowait((peer, seconds)),
+    )
+    a = PeerTransport(7, 1, events, probe_interval=0.01)
+    b, _, url_b = await started(7, 2)
+    try:
+        a.update_peers({2: [url_b], 3: ["http://127.0.0.1:1"]}, removed=())  # 3: nobody there
+        for _ in range(3):
+            peer, seconds = await asyncio.wait_for(trips.get(), WAIT)
+            assert peer == 2 and 0 <= seconds < WAIT
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.asyncio
 async def test_messages_arrive_in_order_and_intact(pair) -> None:  # type: ignore[no-untyped-def]
     a, _, _, rb = pair
     sent = [app(i) for i in range(1, 200)]
