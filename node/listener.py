@@ -24,7 +24,10 @@ then closes what connections are left (grpclib itself never closes one, so a cli
 its own deadline). The caller bounds the wait (``asyncio.wait_for``); abandoning it cancels the
 gateway's requests too. `drain(grace)` is the graceful `close()` (spec §11, pitfall 3): it lets
 the requests in progress on both APIs finish first, for up to ``grace`` seconds; it reads the
-in-flight tasks of grpclib's handlers (``Handler._tasks``, 0.4.9), the one other internal used.
+in-flight tasks of grpclib's handlers (``Handler._tasks``, 0.4.9). Once draining has begun, a new
+gRPC call on a connection already open is refused with REFUSED_STREAM (the handler's public
+``accept`` is wrapped per connection), so its client retries it elsewhere instead of seeing the
+connection close under it.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ import contextlib
 import socket
 from collections.abc import Callable
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 
 import grpclib.server
+from h2.errors import ErrorCodes
 
 from node.gateway import Gateway
 
@@ -153,7 +157,24 @@ class ClientPort:
         return True
 
     def _grpc_protocol(self) -> asyncio.Protocol:
-        return self._grpc._protocol_factory()
+        """grpclib's protocol for a handed-over connection, whose new streams are refused with
+        REFUSED_STREAM once the port stops accepting: the server has not touched them, so a
+        client may safely retry them elsewhere (gRPC clients do so transparently)."""
+        protocol = self._grpc._protocol_factory()
+        handler = protocol.handler
+        accept = handler.accept
+
+        def accept_unless_draining(
+            stream: Any, headers: Any, release_stream: Callable[[], None]
+        ) -> None:
+            if self._accepting:
+                accept(stream, headers, release_stream)
+                return
+            stream.reset_nowait(ErrorCodes.REFUSED_STREAM)
+            release_stream()
+
+        handler.accept = accept_unless_draining  # type: ignore[method-assign]
+        return protocol
 
     def _stop_accepting(self) -> None:
         if not self._accepting:

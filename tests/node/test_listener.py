@@ -504,6 +504,28 @@ async def test_drain_lets_requests_on_both_apis_finish() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_call_started_during_the_drain_is_refused_unprocessed() -> None:
+    blocker = Blocker(pb.MemberListResponse())
+    script = Script({"member_list": blocker})
+    async with client_port(script) as served:
+        channel = Channel("127.0.0.1", served.number)
+        try:
+            stub = pb.ClusterStub(channel)
+            first = asyncio.ensure_future(stub.member_list(pb.MemberListRequest()))
+            async with asyncio.timeout(BOUND):
+                await blocker.started.wait()
+            draining = asyncio.ensure_future(served.port.drain(BOUND))
+            with pytest.raises(StreamTerminatedError, match="error_code: 7"):  # REFUSED_STREAM
+                await asyncio.wait_for(stub.member_update(pb.MemberUpdateRequest(id=1)), BOUND)
+            blocker.release.set()
+            await asyncio.wait_for(first, BOUND)  # the call in progress still finishes
+            await asyncio.wait_for(draining, BOUND)
+        finally:
+            channel.close()
+    assert [name for name, _ in script.calls] == ["member_list"]
+
+
+@pytest.mark.asyncio
 async def test_drain_cancels_what_outlives_the_grace() -> None:
     grpc_blocker = Blocker(pb.MemberListResponse())
     http_blocker = Blocker(pb.StatusResponse())
