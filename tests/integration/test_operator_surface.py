@@ -286,3 +286,43 @@ def test_sigterm_on_the_leader_hands_over_drains_and_exits_0(tmp_path) -> None: 
             "the restarted leader to show the last acknowledged change",
             leader.log_tail,
         )
+
+
+# ---- removing the leader (issue 5, item 5) -------------------------------------------------------
+
+
+def test_removing_the_leader_hands_over_before_it_stops(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with Procs(tmp_path) as procs:
+        members = procs.start_cluster("r1", "r2", "r3")
+        leader_id = procs.wait_leader(members)
+        names = {m["ID"]: m["name"] for m in procs.member_list(members[0])["members"]}
+        leader = next(m for m in members if m.name == names[leader_id])
+        survivors = [m for m in members if m is not leader]
+
+        async def scenario() -> tuple[pb.MemberRemoveResponse, float, int]:
+            channel = Channel("127.0.0.1", leader.client_port)
+            try:
+                request = pb.MemberRemoveRequest(id=leader_id)
+                reply = await pb.ClusterStub(channel).member_remove(request, timeout=10)
+            finally:
+                channel.close()
+            replied = time.monotonic()
+            new_leader = await first_new_leader(survivors, leader_id, within=30)
+            return reply, time.monotonic() - replied, new_leader
+
+        reply, gap, new_leader = asyncio.run(scenario())
+        print(
+            f"\nremoving leader {leader_id:x}: {new_leader:x} seen leading {gap * 1000:.0f} ms "
+            f"after the reply (election timeout {ELECTION_MS} ms)"
+        )
+        # The reply comes after the removal is committed and applied: it no longer lists the
+        # leader, and the survivors agree.
+        assert leader_id not in {m.id for m in reply.members}
+        assert {m.id for m in reply.members} == {
+            i for i, name in names.items() if name != leader.name
+        }
+        assert procs.wait_exit(leader) == 0, leader.log_tail()
+        assert "Traceback" not in leader.log(), leader.log_tail()
+        for member in survivors:
+            listed = procs.member_list(member)["members"]
+            assert leader_id not in {m["ID"] for m in listed}
