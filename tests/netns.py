@@ -230,6 +230,9 @@ class Lan:
         _ip("link", "set", host_end, "master", self._bridge, "up")
 
     def _write_hosts_files(self) -> None:
+        """Rewrite every member's hosts file in place. In place matters: ``ip netns exec``
+        bind-mounts the file's inode over /etc/hosts, so processes already running see a member
+        added later only if the same inode changes (a rename would leave them the old file)."""
         text = self.hosts_text()
         for ns in self._created_ns:
             folder = NETNS_ETC / ns

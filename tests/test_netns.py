@@ -167,8 +167,8 @@ def test_the_host_reaches_members_by_ip(lan: Lan) -> None:
 
 @pytest.mark.slow
 def test_a_member_added_later_is_known_to_everyone(lan: Lan) -> None:
+    server = serve(lan, "alpha")  # already running when gamma appears, yet resolves it
     lan.add_member("gamma")
-    server = serve(lan, "alpha")
     assert ask(lan, "gamma", "alpha", "gamma", "beta") == [lan.ip("gamma"), lan.ip("beta")]
     assert server.wait(timeout=10) == 0
 
