@@ -11,7 +11,7 @@ This module holds no logic beyond that: `NodeConfig` validates, `node.server.run
 configuration prints ``raftnode: error: <message>`` and exits 1, never with a traceback.
 
 A first word that is not a flag selects a subcommand from `COMMANDS` (the future
-``raftnode member ...`` / ``raftnode endpoint ...``); the table is empty for now.
+``raftnode member ...`` / ``raftnode endpoint ...``, etcdctl's commands in `node.ctl`).
 """
 
 from __future__ import annotations
@@ -209,7 +209,17 @@ FLAGS: tuple[Flag, ...] = (
 _BY_NAME: Mapping[str, Flag] = {flag.name: flag for flag in FLAGS}
 
 #: Subcommands by their first word; each takes the remaining arguments and the environment.
-COMMANDS: Mapping[str, Callable[[Sequence[str], Mapping[str, str]], int]] = {}
+COMMANDS: Mapping[str, Callable[[Sequence[str], Mapping[str, str]], int]] = {
+    "member": lambda argv, environ: _ctl().member_command(argv, environ),
+    "endpoint": lambda argv, environ: _ctl().endpoint_command(argv, environ),
+}
+
+
+def _ctl() -> Any:
+    """node.ctl, imported only when a subcommand runs (it pulls in grpclib and the protos)."""
+    import node.ctl
+
+    return node.ctl
 
 
 def usage() -> str:
@@ -226,6 +236,13 @@ def usage() -> str:
         value = "" if flag.is_bool else " value"
         lines.append(f"  --{flag.name}{value}")
         lines.append(f"        {flag.help}")
+    lines += [
+        "",
+        "operator commands (etcdctl 3.4's flags, output and exit codes):",
+        f"  {PROG} member list|add|remove|update|promote [--endpoints=h:p,...] [-w FORMAT]",
+        f"  {PROG} endpoint status|health [--cluster] [--endpoints=h:p,...] [-w ...]",
+        "  --command-timeout 5s bounds each command; ETCDCTL_* variables work as in etcdctl",
+    ]
     return "\n".join(lines)
 
 

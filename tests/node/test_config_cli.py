@@ -453,7 +453,7 @@ def fake_server(monkeypatch):
         (["--election-timeout=100"], "should be at least as 5 times"),
         (["--bogus"], "unknown flag --bogus"),
         (["--listen-peer-urls=foo"], "URL scheme must be http, https, unix, or unixs: foo"),
-        (["member", "list"], "unknown command 'member'"),
+        (["bogus", "list"], "unknown command 'bogus'"),
     ],
 )
 def test_main_reports_bad_input_in_one_line_and_exits_1(
