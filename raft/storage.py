@@ -58,19 +58,20 @@ def limit_size(entries: Sequence[Entry], max_size: int | None) -> list[Entry]:
     return list(entries[:count])
 
 
-class MemoryStorage:
-    """Storage held in memory. ``_entries[0]`` is a dummy standing for the snapshot's last entry
-    (its index and term), so term() answers for first_index()-1 as Raft requires."""
+_ZERO_INDEX = Index(0)
+_ZERO_TERM = Term(0)
 
-    def __init__(self) -> None:
-        self.hard_state: HardState = EMPTY_HARD_STATE
-        self._snapshot = Snapshot()
-        self._entries: list[Entry] = [Entry(Term(0), Index(0))]
 
-    # -- read side (the Storage protocol) --
+class EntryLog:
+    """The entries after a snapshot. ``_entries[0]`` is a dummy standing for the snapshot's last
+    entry (its index and term), so term() answers for first_index()-1 as Raft requires.
 
-    def initial_state(self) -> tuple[HardState, ConfState]:
-        return self.hard_state, self._snapshot.metadata.conf_state
+    Appends truncate a conflicting suffix in place and extend, so replaying a long log one entry
+    at a time is linear. Shared by ``MemoryStorage`` and the node's durable storage, whose replay
+    must rebuild exactly the log these semantics give."""
+
+    def __init__(self, index: Index = _ZERO_INDEX, term: Term = _ZERO_TERM) -> None:
+        self._entries: list[Entry] = [Entry(term, index)]
 
     def _offset(self) -> int:
         return self._entries[0].index
@@ -97,6 +98,67 @@ class MemoryStorage:
             raise UnavailableError(f"entries up to {hi - 1} asked, last is {self.last_index()}")
         return limit_size(self._entries[lo - offset : hi - offset], max_size)
 
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append, overwriting any conflicting suffix; entries already compacted are ignored."""
+        if not entries:
+            return
+        if entries[0].index == self._entries[0].index + len(self._entries):
+            self._entries.extend(entries)  # the common case, and all of a replay: no overlap
+            return
+        first = self.first_index()
+        if entries[-1].index < first:
+            return
+        if entries[0].index < first:
+            entries = entries[first - entries[0].index :]
+        offset = entries[0].index - self._offset()
+        if offset > len(self._entries):
+            raise UnavailableError(
+                f"missing log entry: last {self.last_index()}, appending at {entries[0].index}"
+            )
+        del self._entries[offset:]
+        self._entries.extend(entries)
+
+    def reset(self, index: Index, term: Term) -> None:
+        """Drop everything: the log now starts right after a snapshot at (index, term)."""
+        self._entries = [Entry(term, index)]
+
+    def compact(self, index: Index) -> None:
+        """Drop entries up to ``index``; ``index`` must be held."""
+        offset = self._offset()
+        if index <= offset:
+            raise CompactedError(f"index {index} is already compacted")
+        if index > self.last_index():
+            raise UnavailableError(f"compact {index} is beyond the last index {self.last_index()}")
+        kept = self._entries[index - offset :]
+        kept[0] = Entry(kept[0].term, kept[0].index)
+        self._entries = kept
+
+
+class MemoryStorage:
+    """Storage held in memory: the test double, and what the simulator "persists" into."""
+
+    def __init__(self) -> None:
+        self.hard_state: HardState = EMPTY_HARD_STATE
+        self._snapshot = Snapshot()
+        self._log = EntryLog()
+
+    # -- read side (the Storage protocol) --
+
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        return self.hard_state, self._snapshot.metadata.conf_state
+
+    def first_index(self) -> Index:
+        return self._log.first_index()
+
+    def last_index(self) -> Index:
+        return self._log.last_index()
+
+    def term(self, index: Index) -> Term:
+        return self._log.term(index)
+
+    def entries(self, lo: Index, hi: Index, max_size: int | None = None) -> list[Entry]:
+        return self._log.entries(lo, hi, max_size)
+
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
@@ -113,7 +175,7 @@ class MemoryStorage:
                 f"snapshot at {snapshot.metadata.index} is not newer than the held one at {held}"
             )
         self._snapshot = snapshot
-        self._entries = [Entry(snapshot.metadata.term, snapshot.metadata.index)]
+        self._log.reset(snapshot.metadata.index, snapshot.metadata.term)
 
     def create_snapshot(self, index: Index, conf_state: ConfState, data: bytes) -> Snapshot:
         """Record the application's state at applied ``index``; entries are kept until compact."""
@@ -129,26 +191,8 @@ class MemoryStorage:
 
     def compact(self, index: Index) -> None:
         """Drop entries up to ``index``; ``index`` must not pass the last index."""
-        offset = self._offset()
-        if index <= offset:
-            raise CompactedError(f"index {index} is already compacted")
-        if index > self.last_index():
-            raise UnavailableError(f"compact {index} is beyond the last index {self.last_index()}")
-        kept = self._entries[index - offset :]
-        self._entries = [Entry(kept[0].term, kept[0].index), *kept[1:]]
+        self._log.compact(index)
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append, overwriting any conflicting suffix (a follower taking the leader's log)."""
-        if not entries:
-            return
-        first = self.first_index()
-        if entries[-1].index < first:
-            return  # entirely compacted already
-        if entries[0].index < first:
-            entries = entries[first - entries[0].index :]
-        offset = entries[0].index - self._offset()
-        if offset > len(self._entries):
-            raise UnavailableError(
-                f"missing log entry: last {self.last_index()}, appending at {entries[0].index}"
-            )
-        self._entries = [*self._entries[:offset], *entries]
+        self._log.append(entries)
