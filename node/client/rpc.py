@@ -9,12 +9,13 @@ on the call's `Retry` policy:
   stopping) or transport failure moves to the next endpoint, and after a full round the client
   backs off and goes round again until the deadline, as clientv3 retries MemberList.
 - ``MUTATION`` (Add, Remove, Update, Promote): moves to the next endpoint **only** when the request
-  provably never reached a server: the connection could not be opened or the request headers not
-  written (no request bytes left this process), or the endpoint is a learner, which refuses at
-  its gate before doing anything (``rpc not supported for learner``). Any failure after the
-  request was sent is surfaced as it is: a reset connection is an ambiguous `Unavailable`, and a
-  deadline an ambiguous `Timeout` (``definitely_failed`` False). Nothing is retried on the same
-  endpoint.
+  provably had no effect: the connection could not be opened or the request headers not written
+  (no request bytes left this process), the server reset the stream with HTTP/2 REFUSED_STREAM
+  (unprocessed by definition; a draining member answers so), or the endpoint is a learner, which
+  refuses at its gate before doing anything (``rpc not supported for learner``). Any other
+  failure after the request was sent is surfaced as it is: a reset connection is an ambiguous
+  `Unavailable`, a deadline an ambiguous `Timeout` (``definitely_failed`` False). Nothing is
+  retried on the same endpoint.
 - ``PINNED`` (Status, MoveLeader, the health read): the caller named the endpoint; no failover.
 
 When every endpoint failed to connect, the error is `Unavailable` listing each failure, with
@@ -101,6 +102,15 @@ def _may_try_next(err: ClientError, retry: Retry) -> bool:
     if retry is Retry.MUTATION:
         return never_sent or isinstance(err, NotSupportedForLearner)
     return False
+
+
+def refused_stream(exc: BaseException) -> bool:
+    """HTTP/2 REFUSED_STREAM (code 7): the server did not process the request (a draining
+    member refuses new calls this way), so it counts as never sent."""
+    text = str(exc)
+    return isinstance(exc, StreamTerminatedError) and (
+        text.endswith("error_code: 7") or "REFUSED_STREAM" in text
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -259,6 +269,14 @@ class RpcPool:
                 None, f"{endpoint.text}: {err}", endpoint=endpoint.text, definitely_failed=True
             ) from err
         except TRANSPORT_ERRORS as err:
+            if refused_stream(err):
+                state.sent = False  # the server refused it unprocessed (draining)
+                raise Unavailable(
+                    None,
+                    f"{endpoint.text}: {_describe(err)}",
+                    endpoint=endpoint.text,
+                    definitely_failed=True,
+                ) from err
             raise Unavailable(
                 None,
                 f"{endpoint.text}: {_describe(err)}",

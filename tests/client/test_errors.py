@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 from grpclib.const import Status
+from grpclib.exceptions import StreamTerminatedError
 
 from node import client
 from node.client.errors import BY_MESSAGE, ClientError, from_status
+from node.client.rpc import refused_stream
 from node.domain_errors import EtcdError
 from node.errors import ERRORS
 
@@ -96,3 +98,17 @@ def test_an_instance_may_override_definitely_failed() -> None:
     assert not client.Unavailable(None, "reset").definitely_failed
     assert client.MemberNotLearner is client.NotLearner
     assert repr(never_sent) == "Unavailable(code=None, message='refused')"
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (StreamTerminatedError("Stream reset by remote party, error_code: 7"), True),
+        (StreamTerminatedError("reset, error_code: ErrorCodes.REFUSED_STREAM"), True),
+        (StreamTerminatedError("Stream reset by remote party, error_code: 2"), False),
+        (StreamTerminatedError("Connection lost"), False),
+        (ConnectionResetError("error_code: 7"), False),
+    ],
+)  # fmt: skip
+def test_only_refused_stream_counts_as_unprocessed(error: Exception, refused: bool) -> None:
+    assert refused_stream(error) is refused
