@@ -235,9 +235,14 @@ class ClusterClient:
         return status_from_pb(endpoint, reply)
 
     async def statuses(self, *, timeout: float | None = None) -> tuple[Status, ...]:
-        """Status of every endpoint, in order, asked concurrently; the first failure is raised."""
+        """Status of every endpoint, in order, asked concurrently. Every call is awaited; then
+        the first failure (in endpoint order) is raised."""
         calls = [self.status(e, timeout=timeout) for e in self.endpoints]
-        return tuple(await asyncio.gather(*calls))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return tuple(r for r in results if isinstance(r, Status))
 
     async def leader_endpoint(self, *, timeout: float | None = None) -> str:
         """The endpoint whose member leads, found as etcdctl does: Status on each endpoint until

@@ -64,6 +64,11 @@ async def test_reads_and_mutations_move_past_an_endpoint_that_is_down(cluster: C
             await client.member_remove(0x1234)
         assert not_found.value.endpoint == endpoints[1]
         assert not_found.value.definitely_failed
+        # Status is asked of one named endpoint: no failover, the refusal is reported.
+        with pytest.raises(Unavailable) as refused:
+            await client.statuses()
+        assert refused.value.endpoint == endpoints[0] and refused.value.code is None
+        assert (await client.status(endpoints[1])).member_id in {m.id for m in listed}
 
 
 async def test_a_killed_member_is_skipped(cluster: Cluster) -> None:
