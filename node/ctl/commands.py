@@ -32,6 +32,33 @@ EXIT_ERROR = 1
 EXIT_BAD_FEATURE = 4
 EXIT_BAD_ARGS = 128
 
+_GLOBAL_USAGE = """\
+global flags (also ETCDCTL_<FLAG>):
+  --endpoints=127.0.0.1:2379   comma-separated gRPC endpoints (host:port or http://host:port)
+  -w, --write-out=simple       simple, table, json, fields (list and status), protobuf (list)
+  --command-timeout=5s         bound on the whole command, connecting and failover included
+"""
+
+USAGE = {
+    "member": """\
+usage: raftnode member <command> [flags]
+  list                                      list all members
+  add <name> --peer-urls=URL[,URL] [--learner]
+                                            add a member; prints the ETCD_* lines to start it
+  remove <hexID>                            remove a member
+  update <hexID> --peer-urls=URL[,URL]      change a member's peer URLs
+  promote <hexID>                           promote a learner that is in sync
+"""
+    + _GLOBAL_USAGE,
+    "endpoint": """\
+usage: raftnode endpoint <command> [--cluster] [flags]
+  status    Maintenance.Status of each endpoint
+  health    a linearizable read on each endpoint (printed to stderr unless -w table|json)
+  --cluster checks every member's client URLs instead of --endpoints
+"""
+    + _GLOBAL_USAGE,
+}
+
 #: etcd errors clientv3 does not turn into plain messages (spec §8.1, "unmapped").
 _UNMAPPED = frozenset(
     {
@@ -66,6 +93,9 @@ def run(
 ) -> int:
     """Run ``raftnode <group> <argv...>``; returns the exit code."""
     out = _Out(stdout or sys.stdout, stderr or sys.stderr)
+    if not argv or any(a in ("-h", "--help") for a in argv):
+        out.print(USAGE[group])
+        return 0
     try:
         args = parse_args(group, argv, environ)
     except UsageError as err:

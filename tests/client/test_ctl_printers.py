@@ -4,6 +4,7 @@ etcdctl output from the recorded replies."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ from grpclib.const import Status
 from node.client import ClientError, NotEnoughStarted, Timeout, Unavailable
 from node.ctl import gojson, printers
 from node.ctl.args import UsageError, check_peer_urls, parse_args, parse_duration, parse_member_id
-from node.ctl.commands import error_text
+from node.ctl.commands import error_text, run
 from proto import etcdserverpb as pb
 from tests.compat import etcdctl_output as model
 
@@ -180,3 +181,23 @@ def test_peer_urls_are_checked_as_etcdctl_34_does() -> None:
 def test_error_lines_follow_clientv3(error: ClientError, printed: str) -> None:
     # Transcript 14 shows the UNKNOWN "context deadline exceeded" form.
     assert error_text(error) == printed
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["list", "-h"]])
+def test_help_is_printed_with_exit_0(argv: list[str]) -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert run("member", argv, {}, stdout, stderr) == 0
+    assert stdout.getvalue().startswith("usage: raftnode member") and stderr.getvalue() == ""
+
+
+def test_argument_errors_exit_before_any_connection() -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert run("member", ["remove", "zz", "--endpoints=127.0.0.1:1"], {}, stdout, stderr) == 128
+    assert stderr.getvalue() == (
+        'Error: bad member ID arg (strconv.ParseUint: parsing "zz": invalid syntax), '
+        "expecting ID in Hex\n"
+    )
+    stderr = io.StringIO()
+    assert run("endpoint", ["status", "--endpoints=https://h:1"], {}, stdout, stderr) == 1
+    assert stderr.getvalue() == "Error: TLS endpoints are not supported: https://h:1\n"
+    assert stdout.getvalue() == ""
