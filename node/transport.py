@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from node.codec import CodecError, decode, encode
@@ -182,6 +182,7 @@ class _PeerWriter:
             self.active_since = time.monotonic()
             log.debug("connected to peer %x at %s", self.peer, url)
             closed = asyncio.ensure_future(reader.read(1))  # the peer never writes after hello
+            waiter: asyncio.Future[Any] | None = None
             try:
                 while True:
                     while self.queue:
@@ -191,13 +192,16 @@ class _PeerWriter:
                     self.wakeup.clear()
                     waiter = asyncio.ensure_future(self.wakeup.wait())
                     done, _ = await asyncio.wait(
-                        {waiter, closed}, return_when=asyncio.FIRST_COMPLETED
+                        (waiter, closed), return_when=asyncio.FIRST_COMPLETED
                     )
                     if closed in done:
-                        waiter.cancel()
                         raise ConnectionResetError("peer closed the connection")
             finally:
+                # Both helpers end with the connection, also when this task is cancelled (a
+                # pending task left behind is destroyed with a warning, found by the fault runner).
                 closed.cancel()
+                if waiter is not None:
+                    waiter.cancel()
         finally:
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):

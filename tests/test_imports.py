@@ -96,6 +96,7 @@ PURE = (
     "node.config",
     "node.domain_errors",
     "node.entries",
+    "node.metrics",  # the Prometheus registry: values in, text out
 )
 # node.state (the membership state machine) and node.cluster (the Cluster API's domain logic)
 # run inside the driver's world: asyncio yes, wire formats no.
@@ -106,11 +107,13 @@ IO_LAYER = (
     "node.join",
     "node.state",
     "node.cluster",
+    "node.observability",  # reads the driver's and the manager's figures into metrics
 )
 CLIENT_EDGE = ("node.errors", "node.services", "node.gateway", "node.listener")
 ENTRY_POINTS = ("node.server", "node.cli", "node.__main__")
 PROTO_STACK = ("proto", "grpclib", "betterproto")
-HTTP_LIBRARIES: tuple[str, ...] = ("h11",)  # the gateway's HTTP/1.1 library
+# h11: the gateway's HTTP/1.1; h2: grpclib's HTTP/2, whose error codes the listener sends.
+HTTP_LIBRARIES: tuple[str, ...] = ("h11", "h2")
 
 # Everything outside the entry points is denied these, whatever its allow-list says.
 _NEVER = modules(*ENTRY_POINTS, "msgpack")

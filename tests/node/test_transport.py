@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -88,6 +88,33 @@ async def test_peers_are_probed_for_their_round_trip_time() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.asyncio
+async def test_closing_leaves_no_task_behind() -> None:
+    a, _, url_a = await started(7, 1)
+    b, _, url_b = await started(7, 2)
+    before = asyncio.all_tasks()
+    a.update_peers({1: [url_a], 2: [url_b]}, removed=())
+    await asyncio.wait_for(_until(lambda: a.active_since(2) is not None), WAIT)
+    await a.close()  # its writer is cancelled while it waits for work
+    await b.close()
+
+    def left() -> list[asyncio.Task[object]]:
+        ours = {asyncio.current_task()}  # the polling task itself
+        return [t for t in asyncio.all_tasks() - before - ours if not t.done()]
+
+    # Before the fix, the writer's wake-up waiter stayed pending forever (and was later
+    # destroyed with a warning), so this wait timed out.
+    await asyncio.wait_for(_until(lambda: not left()), WAIT)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Yield to the loop until ``condition`` holds (the caller bounds it)."""
+    while True:
+        if condition():
+            return
+        await asyncio.sleep(0.001)
 
 
 @pytest.mark.asyncio
