@@ -363,7 +363,18 @@ class ClusterManager:
             try:
                 async with self.clock.timeout(self.timing.request_timeout):
                     result = await self.driver.propose(encode(request), request.request_id)
-            except (ProposalDropped, TimeoutError):
+            except (ProposalDropped, TimeoutError) as exc:
+                st = self.driver.status
+                log.warning(
+                    "publishing member %x is taking long (%s); will retry: leader %x, term %d, "
+                    "commit %d, applied %d",
+                    self.member_id,
+                    type(exc).__name__,
+                    st.lead,
+                    st.term,
+                    st.commit,
+                    st.applied,
+                )
                 await self.clock.sleep(self.timing.heartbeat)
                 continue
             assert isinstance(result, Membership)

@@ -52,6 +52,8 @@ QUEUE_LIMIT: Final = 4096
 HANDSHAKE_TIMEOUT: Final = 5.0
 MIN_BACKOFF: Final = 0.05
 MAX_BACKOFF: Final = 1.0
+#: How often a peer that stays unreachable is logged as a warning.
+UNREACHABLE_WARNING_INTERVAL: Final = 10.0
 #: How often each peer is probed for its round-trip time (etcd probes every 4 s).
 PROBE_INTERVAL: Final = 5.0
 
@@ -143,6 +145,7 @@ class _PeerWriter:
 
     async def _run(self) -> None:
         backoff = MIN_BACKOFF
+        down_since = last_warning = time.monotonic()
         for attempt in itertools.count():
             url = self.urls[attempt % len(self.urls)]
             try:
@@ -154,6 +157,16 @@ class _PeerWriter:
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 if self.active_since is not None:
                     log.info("lost connection to peer %x (%s): %s", self.peer, url, exc)
+                    down_since = time.monotonic()
+                elif time.monotonic() - last_warning >= UNREACHABLE_WARNING_INTERVAL:
+                    last_warning = time.monotonic()
+                    log.warning(
+                        "peer %x (%s) unreachable for %.0f s: %s",
+                        self.peer,
+                        url,
+                        last_warning - down_since,
+                        exc or type(exc).__name__,
+                    )
                 self.transport.events.unreachable(self.peer)
             if self.active_since is not None:
                 backoff = MIN_BACKOFF  # it was up: redial promptly
