@@ -13,6 +13,7 @@ Waits are bounded polls; nothing sleeps for a fixed time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import pytest
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
+from node.client import ClientError, ClusterClient, MemberNotFound, PeerURLExists
 from proto import etcdserverpb as pb
 from tests.procs import (
     ELECTION_MS,
@@ -326,3 +328,95 @@ def test_removing_the_leader_hands_over_before_it_stops(tmp_path) -> None:  # ty
         for member in survivors:
             listed = procs.member_list(member)["members"]
             assert leader_id not in {m["ID"] for m in listed}
+
+
+# ---- SIGTERM while MemberAdds flow (issue 5, item 8) ------------------------------------------
+
+
+@dataclass
+class AddRemoveLoop:
+    """Adds a learner on a fresh URL, then removes it, over and over, through ``node.client``.
+    A call whose outcome is unknown (the member it reached stopped) is retried until its effect
+    is known: a repeated add finds its URL taken (PeerURLExists: the first one applied), a
+    repeated remove finds the ID gone (MemberNotFound: the first one applied)."""
+
+    client: ClusterClient
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        for i in itertools.count():
+            if self.stop.is_set():
+                return
+            url = f"http://127.0.0.1:{43000 + i}"
+            member_id = await self._add(url)
+            self.added.append(url)
+            await self._remove(member_id)
+            self.removed.append(url)
+
+    async def _add(self, url: str) -> int:
+        while True:
+            try:
+                return (await self.client.member_add([url], learner=True, timeout=5)).member.id
+            except PeerURLExists:
+                listed = await self.client.member_list(linearizable=True)
+                return next(m.id for m in listed if url in m.peer_urls)
+            except ClientError as exc:
+                self.failures.append(f"add: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.05)  # a client backing off, above the process layer
+
+    async def _remove(self, member_id: int) -> None:
+        while True:
+            try:
+                await self.client.member_remove(member_id, timeout=5)
+                return
+            except MemberNotFound:
+                return
+            except ClientError as exc:
+                self.failures.append(f"remove: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.05)
+
+
+def test_sigterm_on_the_leader_while_member_adds_flow(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with Procs(tmp_path) as procs:
+        members = procs.start_cluster("t1", "t2", "t3")
+        leader_id = procs.wait_leader(members)
+        names = {m["ID"]: m["name"] for m in procs.member_list(members[0])["members"]}
+        leader = next(m for m in members if m.name == names[leader_id])
+        survivors = [m for m in members if m is not leader]
+
+        async def scenario() -> AddRemoveLoop:
+            # The leader first, so the adds in flight at the signal are the ones it serves.
+            endpoints = [m.endpoint for m in (leader, *survivors)]
+            async with ClusterClient(endpoints, timeout=5) as client:
+                loop = AddRemoveLoop(client)
+                task = asyncio.create_task(loop.run())
+                try:
+                    await until(lambda: len(loop.added) >= 10, 30, "10 acknowledged adds")
+                    assert leader.process is not None
+                    os.kill(leader.process.pid, signal.SIGTERM)
+                    at_signal = len(loop.removed)
+                    await until(
+                        lambda: len(loop.removed) >= at_signal + 10,
+                        30,
+                        "10 more add/remove rounds after the SIGTERM",
+                    )
+                finally:
+                    loop.stop.set()
+                    await asyncio.wait_for(task, 30)
+            return loop
+
+        loop = asyncio.run(scenario())
+        print(
+            f"\nSIGTERM on leader {leader_id:x} during adds: {len(loop.added)} learners added "
+            f"and removed; calls retried: {loop.failures}"
+        )
+        assert procs.wait_exit(leader) == 0, leader.log_tail()
+        assert "Traceback" not in leader.log(), leader.log_tail()
+        assert loop.added == loop.removed
+        # Every acknowledged add was followed by an acknowledged remove: only founders remain.
+        for member in survivors:
+            listed = procs.member_list(member)["members"]
+            assert {m["ID"] for m in listed} == set(names), member.name
