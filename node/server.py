@@ -94,6 +94,7 @@ class Node:
     peer_ports: list[int] = field(default_factory=list)
     _ticker: asyncio.Task[None] | None = None
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    _removal_noticed: bool = False
 
     # ------------------------------------------------------------------ start
 
@@ -264,8 +265,15 @@ class Node:
         self._driver().report_unreachable(peer)
 
     def _on_removed_by_peer(self, reason: str) -> None:
+        """A peer refused us as removed. The news that our removal committed may still be on
+        its way (and a request here may wait for that apply), so stop after the same grace as
+        when we apply it ourselves."""
+        if self._removal_noticed:
+            return
+        self._removal_noticed = True
         log.error("%s; the data dir must be deleted before this member can join again", reason)
-        self._mark_removed_and_stop()
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(REMOVAL_GRACE_SECONDS, self._mark_removed_and_stop))
 
     def _on_foreign(self, reason: str) -> None:
         log.error("cluster ID mismatch: %s", reason)

@@ -52,6 +52,8 @@ QUEUE_LIMIT: Final = 4096
 HANDSHAKE_TIMEOUT: Final = 5.0
 MIN_BACKOFF: Final = 0.05
 MAX_BACKOFF: Final = 1.0
+#: How long the writer of a removed peer may take to deliver what was queued for it.
+RETIRE_GRACE: Final = 1.0
 #: How often a peer that stays unreachable is logged as a warning.
 UNREACHABLE_WARNING_INTERVAL: Final = 10.0
 #: How often each peer is probed for its round-trip time (etcd probes every 4 s).
@@ -115,12 +117,23 @@ class _PeerWriter:
         self.wakeup = asyncio.Event()
         self.active_since: float | None = None
         self.dropped = 0
+        #: Set by ``retire``: finish the queue, then end.
+        self.retiring = False
         self.task = asyncio.create_task(self._run(), name=f"peer-writer-{peer:x}")
         self.prober = asyncio.create_task(self._probe_forever(), name=f"peer-prober-{peer:x}")
 
     def cancel(self) -> None:
         self.task.cancel()
         self.prober.cancel()
+
+    def retire(self, grace: float) -> None:
+        """Deliver what is already queued, for at most ``grace`` seconds, then stop. A member
+        that was just removed is still sent the messages that tell it the removal committed,
+        so it applies its own removal and answers a request that waits for it."""
+        self.retiring = True
+        self.prober.cancel()
+        asyncio.get_running_loop().call_later(grace, self.task.cancel)
+        self.wakeup.set()
 
     async def _probe_forever(self) -> None:
         """Time an info request to the peer now and then: the round trip of a small request
@@ -147,9 +160,13 @@ class _PeerWriter:
         backoff = MIN_BACKOFF
         down_since = last_warning = time.monotonic()
         for attempt in itertools.count():
+            if self.retiring and not self.queue:
+                return
             url = self.urls[attempt % len(self.urls)]
             try:
                 await self._connect_and_drain(url)
+                if self.retiring:
+                    return
             except PeerRefused as exc:
                 self.transport._refused(self.peer, exc)
                 if exc.status in (HelloStatus.REMOVED, HelloStatus.CLUSTER_MISMATCH):
@@ -202,6 +219,8 @@ class _PeerWriter:
                         batch = b"".join(self._take_batch())
                         writer.write(batch)
                         await writer.drain()
+                    if self.retiring:
+                        return
                     self.wakeup.clear()
                     waiter = asyncio.ensure_future(self.wakeup.wait())
                     done, _ = await asyncio.wait(
@@ -244,6 +263,8 @@ class PeerTransport:
         self._writers: dict[NodeId, _PeerWriter] = {}
         self._servers: list[asyncio.Server] = []
         self._readers: set[asyncio.Task[None]] = set()
+        #: Writers of removed peers, finishing their queues (``_PeerWriter.retire``).
+        self._retired: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle --
@@ -262,7 +283,7 @@ class PeerTransport:
         for server in self._servers:
             server.close()
         tasks = [t for w in self._writers.values() for t in (w.task, w.prober)]
-        tasks += list(self._readers)
+        tasks += list(self._readers) + list(self._retired)
         for task in tasks:
             task.cancel()
         for server in self._servers:
@@ -279,8 +300,13 @@ class PeerTransport:
         wanted = {NodeId(i): tuple(u) for i, u in peers.items() if i != self.member_id}
         for peer, writer in list(self._writers.items()):
             if wanted.get(peer) != writer.urls:
-                writer.cancel()
                 del self._writers[peer]
+                if peer in self.removed_ids:
+                    writer.retire(RETIRE_GRACE)
+                    self._retired.add(writer.task)
+                    writer.task.add_done_callback(self._retired.discard)
+                else:
+                    writer.cancel()  # new URLs: what was queued for the old ones is stale
         for peer, urls in wanted.items():
             if peer not in self._writers and urls and not self._closed:
                 self._writers[peer] = _PeerWriter(self, peer, urls)

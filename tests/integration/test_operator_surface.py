@@ -420,3 +420,25 @@ def test_sigterm_on_the_leader_while_member_adds_flow(tmp_path) -> None:  # type
         for member in survivors:
             listed = procs.member_list(member)["members"]
             assert {m["ID"] for m in listed} == set(names), member.name
+
+
+def test_a_member_removed_through_its_own_endpoint_answers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The removed member must still learn that its removal committed (the leader delivers what
+    it queued for it before dropping the link), so the request waiting on it is answered, as
+    etcd answers it (found by the compose test)."""
+    require_etcdctl()
+    with Procs(tmp_path) as procs:
+        members = procs.start_cluster("o1", "o2", "o3")
+        leader_id = procs.wait_leader(members)
+        listed = procs.member_list(members[0])["members"]
+        follower = next(m for m in listed if m["ID"] != leader_id)
+        target = next(m for m in members if m.name == follower["name"])
+        removed = etcdctl([target.endpoint], "member", "remove", f"{follower['ID']:x}")
+        assert removed.code == 0, str(removed)
+        assert removed.stdout.startswith(f"Member {follower['ID']:x} removed from cluster "), str(
+            removed
+        )
+        assert procs.wait_exit(target) == 0, target.log_tail()
+        others = [m for m in members if m is not target]
+        for member in others:
+            assert follower["ID"] not in {m["ID"] for m in procs.member_list(member)["members"]}

@@ -118,6 +118,18 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 
 @pytest.mark.asyncio
+async def test_what_was_queued_for_a_peer_is_delivered_after_its_removal(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _, b, rb = pair
+    await asyncio.wait_for(_until(lambda: a.active_since(2) is not None), WAIT)
+    a.send([app(1)])  # e.g. the append carrying the commit of its own removal
+    a.update_peers({1: ["http://127.0.0.1:1"]}, removed={2})
+    got = await asyncio.wait_for(rb.delivered.get(), WAIT)
+    assert got.entries == app(1).entries
+    a.send([app(2)])  # after the removal nothing more is sent to it
+    assert a.active_since(2) is None
+
+
+@pytest.mark.asyncio
 async def test_messages_arrive_in_order_and_intact(pair) -> None:  # type: ignore[no-untyped-def]
     a, _, _, rb = pair
     sent = [app(i) for i in range(1, 200)]
