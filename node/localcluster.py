@@ -187,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if member.process is not None and member.process.poll() is not None:
                     print(f"{member.name} exited ({member.process.returncode})", file=sys.stderr)
                     member.process = None
+            if all(member.process is None for member in cluster.members):
+                print("raftnode-cluster: every member has exited", file=sys.stderr)
+                return 1
             time.sleep(0.2)
     except (RuntimeError, TimeoutError) as exc:
         print(f"raftnode-cluster: {exc}", file=sys.stderr)
