@@ -95,6 +95,9 @@ class Node:
     _ticker: asyncio.Task[None] | None = None
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
     _removal_noticed: bool = False
+    #: The membership a joining member fetched from its peers, kept for dialling until it has
+    #: applied its own add (``_update_peers``).
+    _join_view: Membership | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -109,6 +112,8 @@ class Node:
         )
         storage = self.storage
         snapshot = storage.snapshot()
+        if snapshot.is_empty() and storage.last_index() == 0 and not self.config.is_new_cluster:
+            self._join_view = membership  # see _update_peers
         if snapshot.is_empty() and storage.last_index() == 0 and self.config.is_new_cluster:
             boot = bootstrap_snapshot(membership.conf_state().voters, encode(membership))
             await storage.save(None, [], boot)
@@ -300,9 +305,26 @@ class Node:
         self.stopping.set()
 
     def _update_peers(self, membership: Membership) -> None:
-        if self.transport is not None:
-            peers = {m.id: m.peer_urls for m in membership.members}
-            self.transport.update_peers(peers, membership.removed)
+        """Dial the members of ``membership``. A joining member first installs the leader's
+        snapshot, which may predate members added or updated since (the founders' bootstrap
+        snapshot, say): dialling only those would leave the joiner unable to answer a leader
+        that joined later, so it never catches up (found by the fault runner). Until it applies
+        a membership that includes itself, it also dials the newer membership it fetched when
+        joining, whose URLs win."""
+        if self.transport is None:
+            return
+        peers = {m.id: m.peer_urls for m in membership.members}
+        removed = set(membership.removed)
+        join = self._join_view
+        if join is not None:
+            if membership is not join and membership.get(self._driver().status.id) is not None:
+                self._join_view = None  # applied our own add: the log leads from here
+            else:
+                peers.update((m.id, m.peer_urls) for m in join.members)
+                removed |= join.removed
+        self.transport.update_peers(
+            {i: urls for i, urls in peers.items() if i not in removed}, removed
+        )
 
     # ------------------------------------------------------------------ stop
 

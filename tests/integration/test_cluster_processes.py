@@ -28,6 +28,7 @@ from tests.procs import (
     Member,
     Procs,
     Result,
+    etcdctl,
     members_by_name,
     require_etcdctl,
     retry_ctl,
@@ -345,3 +346,34 @@ def test_removed_members_stop_and_stay_out(cluster) -> None:  # type: ignore[no-
     assert [m["name"] for m in procs.member_list(leader)["members"]] == [leader.name]
     commits(leader, leader)
     assert leader.running
+
+
+# ---- joining under a leader that joined later ------------------------------------------------
+
+
+def test_a_member_joins_while_a_later_member_leads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A joiner installs the leader's snapshot first, here the founders' bootstrap snapshot, which
+    does not know the leader (it joined later). The joiner must still answer that leader, or it
+    never catches up and never serves (found by the fault runner, seeds 2, 3 and 11)."""
+    require_etcdctl()
+    with Procs(tmp_path) as procs:
+        v1, v2, v3 = procs.start_cluster("v1", "v2", "v3")
+        d4, d4_id = add_and_start_learner(procs, v1, "d4")
+        promoted = retry_ctl(
+            v1, "member", "promote", f"{d4_id:x}", retry_on=("in sync with leader", "timed out")
+        )
+        assert promoted.code == 0, str(promoted)
+        members = [v1, v2, v3, d4]
+        endpoints = [m.endpoint for m in members]
+
+        def move() -> Result | None:
+            result = etcdctl(endpoints, "move-leader", f"{d4_id:x}")
+            return result if result.code == 0 else None
+
+        moved = wait_for(move, 30, "leadership to move to d4")
+        assert "Leadership transferred" in moved.stdout, str(moved)
+        assert procs.wait_leader(members) == d4_id
+
+        add_and_start_learner(procs, d4, "e5")  # waits until e5 has published and serves
+        listed = procs.member_list(d4)["members"]
+        assert {m.get("name") for m in listed} == {"v1", "v2", "v3", "d4", "e5"}
