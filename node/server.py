@@ -313,6 +313,9 @@ class Node:
         joining, whose URLs win."""
         if self.transport is None:
             return
+        me = membership.get(self._driver().status.id)
+        own = me.peer_urls if me is not None else self.config.initial_advertise_peer_urls
+        self.transport.advertise_urls = tuple(own)
         peers = {m.id: m.peer_urls for m in membership.members}
         removed = set(membership.removed)
         join = self._join_view

@@ -11,7 +11,8 @@ Shape, and why:
   peer drains the queue, dials with capped exponential backoff, and reports the peer unreachable
   when a connection fails so the leader falls back to probing.
 * **A handshake first**: ``MAGIC | cluster id | sender id | receiver id`` (fixed binary, checked
-  before anything is decoded). The receiver answers one status byte plus a reason. A foreign
+  before anything is decoded), then the sender's peer URLs, so a member that is behind can dial
+  back a peer it does not know yet. The receiver answers one status byte plus a reason. A foreign
   cluster is refused (``cluster ID mismatch``): the refused dialler is told and stops (D5c), while
   the member that refused it only logs it and keeps serving, so a stranger cannot stop a cluster by
   connecting to it. A removed member is told so, which makes it stop (spec §6). Garbage on the
@@ -43,7 +44,7 @@ from raft import Message, MessageType, NodeId
 
 log = logging.getLogger(__name__)
 
-MAGIC: Final = b"RAFTNODE-PEER-1\n"
+MAGIC: Final = b"RAFTNODE-PEER-2\n"
 _HELLO = struct.Struct(">16sQQQ")
 _LENGTH = struct.Struct(">I")
 MAX_FRAME: Final = 64 * 1024 * 1024
@@ -119,6 +120,8 @@ class _PeerWriter:
         self.dropped = 0
         #: Set by ``retire``: finish the queue, then end.
         self.retiring = False
+        #: Dialled because the peer dialled us, not because our membership lists it.
+        self.learned = False
         self.task = asyncio.create_task(self._run(), name=f"peer-writer-{peer:x}")
         self.prober = asyncio.create_task(self._probe_forever(), name=f"peer-prober-{peer:x}")
 
@@ -201,7 +204,8 @@ class _PeerWriter:
             hello = _HELLO.pack(
                 MAGIC, self.transport.cluster_id, self.transport.member_id, self.peer
             )
-            writer.write(hello)
+            own_urls = ",".join(self.transport.advertise_urls).encode()
+            writer.write(hello + _LENGTH.pack(len(own_urls)) + own_urls)
             await writer.drain()
             status_byte = await asyncio.wait_for(reader.readexactly(1), HANDSHAKE_TIMEOUT)
             (reason_len,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
@@ -257,6 +261,8 @@ class PeerTransport:
     ) -> None:
         self.cluster_id = cluster_id
         self.probe_interval = probe_interval
+        #: Our own peer URLs, sent in every handshake so a lagging peer can dial us back.
+        self.advertise_urls: Sequence[str] = ()
         self.member_id = member_id
         self.events = events
         self.removed_ids: frozenset[int] = frozenset()
@@ -299,6 +305,8 @@ class PeerTransport:
         self.removed_ids = frozenset(removed)
         wanted = {NodeId(i): tuple(u) for i, u in peers.items() if i != self.member_id}
         for peer, writer in list(self._writers.items()):
+            if writer.learned and peer not in wanted and peer not in self.removed_ids:
+                continue  # a peer we are behind on (``_learn_remote``): keep answering it
             if wanted.get(peer) != writer.urls:
                 del self._writers[peer]
                 if peer in self.removed_ids:
@@ -369,12 +377,18 @@ class PeerTransport:
         if (cluster_id, sender, receiver) == (0, 0, 0):
             await _reply(writer, HelloStatus.OK, self.events.membership())  # a joiner asks
             return
+        (urls_length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+        if urls_length > MAX_HELLO_URLS:
+            log.warning("closing a peer connection whose handshake is %d bytes long", urls_length)
+            return
+        sender_urls = (await reader.readexactly(urls_length)).decode(errors="replace")
         status, reason = self._judge(cluster_id, sender, receiver)
         await _reply(writer, status, reason.encode())
         if status is not HelloStatus.OK:
             if status is HelloStatus.CLUSTER_MISMATCH:
                 self.events.intruder(f"member {sender:x} of cluster {cluster_id:x} dialled us")
             return
+        self._learn_remote(NodeId(sender), sender_urls)
         try:
             await self._receive_frames(reader, NodeId(sender))
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -405,6 +419,29 @@ class PeerTransport:
                 return
             self.events.deliver(message)
 
+    def _learn_remote(self, sender: NodeId, urls_text: str) -> None:
+        """A member of our cluster that we do not dial dialled us: we are behind and have not
+        applied its add yet. Dial it back at the URLs it gave, so our answers reach it (as
+        etcd adds a remote from the X-PeerURLs header); otherwise a lagging voter could never
+        answer a leader that joined after its applied state, and the cluster could lose its
+        quorum for good (found by the fault runner)."""
+        if sender in self._writers or sender in self.removed_ids or self._closed:
+            return
+        urls = tuple(u for u in urls_text.split(",") if u)
+        try:
+            for url in urls:
+                peer_address(url)
+        except ValueError:
+            log.warning("peer %x gave unusable peer URLs %r", sender, urls_text)
+            return
+        if urls:
+            log.info(
+                "dialling back peer %x at %s (not in our applied membership yet)", sender, urls
+            )
+            writer = _PeerWriter(self, sender, urls)
+            writer.learned = True
+            self._writers[sender] = writer
+
     def _judge(self, cluster_id: int, sender: int, receiver: int) -> tuple[HelloStatus, str]:
         if cluster_id != self.cluster_id:
             log.error(
@@ -422,6 +459,8 @@ class PeerTransport:
 
 
 _LOCAL_ONLY = frozenset({MessageType.HUP, MessageType.BEAT, MessageType.CHECK_QUORUM})
+#: The sender's peer URLs in a handshake.
+MAX_HELLO_URLS: Final = 64 * 1024
 #: Replies to an info request may carry a whole membership.
 MAX_INFO: Final = 16 * 1024 * 1024
 

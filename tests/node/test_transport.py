@@ -130,6 +130,28 @@ async def test_what_was_queued_for_a_peer_is_delivered_after_its_removal(pair) -
 
 
 @pytest.mark.asyncio
+async def test_a_peer_we_do_not_know_yet_is_dialled_back_at_the_urls_it_gave() -> None:
+    a, ra, url_a = await started(7, 1)
+    b, rb, url_b = await started(7, 2)
+    try:
+        a.advertise_urls = (url_a,)
+        a.update_peers({1: [url_a], 2: [url_b]}, removed=())
+        b.update_peers({2: [url_b]}, removed=())  # b is behind: it has not applied a's add
+        a.send([app(1)])
+        assert (await asyncio.wait_for(rb.delivered.get(), WAIT)).entries == app(1).entries
+        reply = Message(MessageType.APP_RESP, to=NodeId(1), frm=NodeId(2), term=Term(1))
+        b.send([reply])
+        assert await asyncio.wait_for(ra.delivered.get(), WAIT) == reply
+        b.update_peers({2: [url_b]}, removed=())  # still behind: it keeps answering a
+        assert b.active_since(1) is not None
+        b.update_peers({2: [url_b]}, removed={1})  # a was removed: no more answers
+        assert b.active_since(1) is None
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.asyncio
 async def test_messages_arrive_in_order_and_intact(pair) -> None:  # type: ignore[no-untyped-def]
     a, _, _, rb = pair
     sent = [app(i) for i in range(1, 200)]
@@ -192,14 +214,18 @@ async def test_garbage_on_the_peer_port_is_closed_and_the_node_keeps_serving(pai
         writer.write_eof()
         assert await asyncio.wait_for(reader.read(), WAIT) == b""
         writer.close()
-    # A valid handshake followed by a corrupt frame is cut off too.
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        struct.pack(">16sQQQ", MAGIC, 7, 1, 2) + struct.pack(">I", 5) + b"\x01\x02\x03\x04\x05"
-    )
-    await writer.drain()
-    await asyncio.wait_for(reader.read(), WAIT)
-    writer.close()
+    hello = struct.pack(">16sQQQ", MAGIC, 7, 1, 2)
+    # A valid handshake (no URLs) followed by a corrupt frame is cut off too, and so is one
+    # whose URL list claims to be huge.
+    for tail in (
+        struct.pack(">I", 0) + struct.pack(">I", 5) + b"\x01\x02\x03\x04\x05",
+        struct.pack(">I", 2**31) + b"http://",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(hello + tail)
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
     assert rb.delivered.empty()
     a.send([app(3)])
     assert await asyncio.wait_for(rb.delivered.get(), WAIT) == app(3)
