@@ -95,9 +95,6 @@ class Node:
     _ticker: asyncio.Task[None] | None = None
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
     _removal_noticed: bool = False
-    #: The membership a joining member fetched from its peers, kept for dialling until it has
-    #: applied its own add (``_update_peers``).
-    _join_view: Membership | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -112,8 +109,6 @@ class Node:
         )
         storage = self.storage
         snapshot = storage.snapshot()
-        if snapshot.is_empty() and storage.last_index() == 0 and not self.config.is_new_cluster:
-            self._join_view = membership  # see _update_peers
         if snapshot.is_empty() and storage.last_index() == 0 and self.config.is_new_cluster:
             boot = bootstrap_snapshot(membership.conf_state().voters, encode(membership))
             await storage.save(None, [], boot)
@@ -305,29 +300,16 @@ class Node:
         self.stopping.set()
 
     def _update_peers(self, membership: Membership) -> None:
-        """Dial the members of ``membership``. A joining member first installs the leader's
-        snapshot, which may predate members added or updated since (the founders' bootstrap
-        snapshot, say): dialling only those would leave the joiner unable to answer a leader
-        that joined later, so it never catches up (found by the fault runner). Until it applies
-        a membership that includes itself, it also dials the newer membership it fetched when
-        joining, whose URLs win."""
+        """Dial the members of ``membership`` and tell peers our own URLs in each handshake.
+        (A peer missing from an older ``membership``, such as the founders' snapshot a joiner
+        installs first, is still dialled once it dials us: see ``PeerTransport.update_peers``.)"""
         if self.transport is None:
             return
         me = membership.get(self._driver().status.id)
         own = me.peer_urls if me is not None else self.config.initial_advertise_peer_urls
         self.transport.advertise_urls = tuple(own)
         peers = {m.id: m.peer_urls for m in membership.members}
-        removed = set(membership.removed)
-        join = self._join_view
-        if join is not None:
-            if membership is not join and membership.get(self._driver().status.id) is not None:
-                self._join_view = None  # applied our own add: the log leads from here
-            else:
-                peers.update((m.id, m.peer_urls) for m in join.members)
-                removed |= join.removed
-        self.transport.update_peers(
-            {i: urls for i, urls in peers.items() if i not in removed}, removed
-        )
+        self.transport.update_peers(peers, membership.removed)
 
     # ------------------------------------------------------------------ stop
 

@@ -120,8 +120,6 @@ class _PeerWriter:
         self.dropped = 0
         #: Set by ``retire``: finish the queue, then end.
         self.retiring = False
-        #: Dialled because the peer dialled us, not because our membership lists it.
-        self.learned = False
         self.task = asyncio.create_task(self._run(), name=f"peer-writer-{peer:x}")
         self.prober = asyncio.create_task(self._probe_forever(), name=f"peer-prober-{peer:x}")
 
@@ -267,6 +265,10 @@ class PeerTransport:
         self.events = events
         self.removed_ids: frozenset[int] = frozenset()
         self._writers: dict[NodeId, _PeerWriter] = {}
+        #: The peers of our applied membership (``update_peers``).
+        self._members: dict[NodeId, tuple[str, ...]] = {}
+        #: The peer URLs each member that dialled us gave in its handshake.
+        self._heard: dict[NodeId, tuple[str, ...]] = {}
         self._servers: list[asyncio.Server] = []
         self._readers: set[asyncio.Task[None]] = set()
         #: Writers of removed peers, finishing their queues (``_PeerWriter.retire``).
@@ -301,12 +303,17 @@ class PeerTransport:
     # -- membership --
 
     def update_peers(self, peers: Mapping[int, Sequence[str]], removed: Iterable[int]) -> None:
-        """Dial exactly ``peers`` (id -> peer URLs); refuse traffic from ``removed`` ids."""
+        """Dial ``peers`` (id -> peer URLs, our applied membership) and refuse traffic from
+        ``removed`` ids. Peers that dialled us while missing from ``peers`` are dialled too
+        (``_heard``): we are behind on them, and they must still hear our answers."""
         self.removed_ids = frozenset(removed)
-        wanted = {NodeId(i): tuple(u) for i, u in peers.items() if i != self.member_id}
+        self._members = {NodeId(i): tuple(u) for i, u in peers.items() if i != self.member_id}
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        wanted = {p: u for p, u in self._heard.items() if p not in self.removed_ids}
+        wanted.update(self._members)  # our membership's URLs win once it knows the peer
         for peer, writer in list(self._writers.items()):
-            if writer.learned and peer not in wanted and peer not in self.removed_ids:
-                continue  # a peer we are behind on (``_learn_remote``): keep answering it
             if wanted.get(peer) != writer.urls:
                 del self._writers[peer]
                 if peer in self.removed_ids:
@@ -420,13 +427,12 @@ class PeerTransport:
             self.events.deliver(message)
 
     def _learn_remote(self, sender: NodeId, urls_text: str) -> None:
-        """A member of our cluster that we do not dial dialled us: we are behind and have not
-        applied its add yet. Dial it back at the URLs it gave, so our answers reach it (as
-        etcd adds a remote from the X-PeerURLs header); otherwise a lagging voter could never
-        answer a leader that joined after its applied state, and the cluster could lose its
-        quorum for good (found by the fault runner)."""
-        if sender in self._writers or sender in self.removed_ids or self._closed:
-            return
+        """Remember the peer URLs a member gave in its handshake. If our applied membership does
+        not list it, we are behind (we have not applied its add, or installed a snapshot older
+        than it): dial it back there, as etcd adds a remote from its X-PeerURLs header.
+        Otherwise a member that is behind could never answer a leader that joined after its
+        applied state, and the cluster could lose its quorum for good (found by the fault
+        runner)."""
         urls = tuple(u for u in urls_text.split(",") if u)
         try:
             for url in urls:
@@ -434,13 +440,12 @@ class PeerTransport:
         except ValueError:
             log.warning("peer %x gave unusable peer URLs %r", sender, urls_text)
             return
-        if urls:
-            log.info(
-                "dialling back peer %x at %s (not in our applied membership yet)", sender, urls
-            )
-            writer = _PeerWriter(self, sender, urls)
-            writer.learned = True
-            self._writers[sender] = writer
+        if not urls or self._heard.get(sender) == urls:
+            return
+        self._heard[sender] = urls
+        if sender not in self._members:
+            log.info("peer %x, not in our applied membership yet, dials from %s", sender, urls)
+            self._reconcile()
 
     def _judge(self, cluster_id: int, sender: int, receiver: int) -> tuple[HelloStatus, str]:
         if cluster_id != self.cluster_id:
