@@ -271,8 +271,9 @@ class PeerTransport:
         self._heard: dict[NodeId, tuple[str, ...]] = {}
         self._servers: list[asyncio.Server] = []
         self._readers: set[asyncio.Task[None]] = set()
-        #: Writers of removed peers, finishing their queues (``_PeerWriter.retire``).
-        self._retired: set[asyncio.Task[None]] = set()
+        #: Tasks of writers that were let go and have not ended yet (a removed peer's finishes
+        #: its queue first: ``_PeerWriter.retire``).
+        self._ending: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle --
@@ -291,7 +292,7 @@ class PeerTransport:
         for server in self._servers:
             server.close()
         tasks = [t for w in self._writers.values() for t in (w.task, w.prober)]
-        tasks += list(self._readers) + list(self._retired)
+        tasks += list(self._readers) + list(self._ending)
         for task in tasks:
             task.cancel()
         for server in self._servers:
@@ -318,10 +319,14 @@ class PeerTransport:
                 del self._writers[peer]
                 if peer in self.removed_ids:
                     writer.retire(RETIRE_GRACE)
-                    self._retired.add(writer.task)
-                    writer.task.add_done_callback(self._retired.discard)
                 else:
                     writer.cancel()  # new URLs: what was queued for the old ones is stale
+                # asyncio holds tasks weakly: one that is still ending must be held until it
+                # has, or it may be collected mid-way ("Task was destroyed but it is pending",
+                # found by the fault runner).
+                for task in (writer.task, writer.prober):
+                    self._ending.add(task)
+                    task.add_done_callback(self._ending.discard)
         for peer, urls in wanted.items():
             if peer not in self._writers and urls and not self._closed:
                 self._writers[peer] = _PeerWriter(self, peer, urls)
