@@ -194,8 +194,9 @@ class Cluster:
         member.paused = True
 
     def resume(self, member: Member) -> None:
-        if member.paused:
-            self._signal(member, signal.SIGCONT)
+        """SIGCONT whether or not we think it is paused: continuing a running process does
+        nothing, and a process left stopped by a lost race would look like a hung member."""
+        self._signal(member, signal.SIGCONT)
         member.paused = False
 
     def _signal(self, member: Member, sig: signal.Signals) -> None:
