@@ -365,7 +365,9 @@ class ClusterManager:
                     result = await self.driver.propose(encode(request), request.request_id)
             except (ProposalDropped, TimeoutError) as exc:
                 st = self.driver.status
-                log.warning(
+                # Dropped: no leader yet, retried every heartbeat (debug); a timeout is news.
+                log.log(
+                    logging.WARNING if isinstance(exc, TimeoutError) else logging.DEBUG,
                     "publishing member %x is taking long (%s); will retry: leader %x, term %d, "
                     "commit %d, applied %d",
                     self.member_id,
