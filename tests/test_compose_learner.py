@@ -82,6 +82,14 @@ def test_a_fresh_member_is_added_as_a_learner_with_the_printed_variables(
     assert ctl.calls[1] == ("add", "node4", "--learner", f"--peer-urls={PEER}")
 
 
+def test_an_id_shorter_than_16_hex_digits_is_read_despite_etcdctls_padding(
+    script: Any, tmp_path: Path
+) -> None:
+    padded = ADDED.replace("Member 2ba8a6d8d0a6e14c", "Member  ba8a6d8d0a6e14c")  # %16x
+    script.ctl = Ctl(list=[(0, VOTERS)], add=[(0, padded)])
+    assert script.prepare(ENDPOINTS, "node4", PEER, tmp_path).member_id == "ba8a6d8d0a6e14c"
+
+
 def test_a_data_dir_that_holds_a_member_is_just_started(script: Any, tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text("{}")
     script.ctl = Ctl(list=[(0, VOTERS + STARTED)])
