@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from etcd3gw.client import Etcd3Client
 
+from tests.node.test_metrics import parse
 from tests.procs import Member, Procs, etcdctl, members_by_name, require_etcdctl, wait_for
 
 pytestmark = pytest.mark.slow
@@ -93,13 +94,7 @@ def scrape(member: Member) -> dict[str, float]:
     with urllib.request.urlopen(f"{member.client_url}/metrics", timeout=10) as reply:
         assert reply.status == 200
         assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-        text = reply.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+        return parse(reply.read().decode())
 
 
 def test_metrics_under_etcds_names(cluster: Cluster) -> None:

@@ -186,6 +186,16 @@ class Workload:
             channel.close()
 
 
+def the_leader(
+    procs: Procs, members: list[Member]
+) -> tuple[int, dict[int, str], Member, list[Member]]:
+    """The leader's ID, every member's name by ID, the leader's process and the others."""
+    leader_id = procs.wait_leader(members)
+    names = {m["ID"]: m["name"] for m in procs.member_list(members[0])["members"]}
+    leader = next(m for m in members if m.name == names[leader_id])
+    return leader_id, names, leader, [m for m in members if m is not leader]
+
+
 async def until(condition: Callable[[], bool], within: float, what: str) -> None:
     """Bounded polling from the client side (the process layer may wait on the clock)."""
     deadline = time.monotonic() + within
@@ -218,10 +228,7 @@ def test_sigterm_on_the_leader_hands_over_drains_and_exits_0(tmp_path) -> None: 
     require_etcdctl()
     with Procs(tmp_path) as procs:
         members = procs.start_cluster("s1", "s2", "s3")
-        leader_id = procs.wait_leader(members)
-        names = {m["ID"]: m["name"] for m in procs.member_list(members[0])["members"]}
-        leader = next(m for m in members if m.name == names[leader_id])
-        survivors = [m for m in members if m is not leader]
+        leader_id, names, leader, survivors = the_leader(procs, members)
         spare = f"http://127.0.0.1:{free_port()}"
         added = retry_ctl(leader, "member", "add", "spare", f"--peer-urls={spare}", "--learner")
         assert added.code == 0, str(added)
@@ -296,10 +303,7 @@ def test_sigterm_on_the_leader_hands_over_drains_and_exits_0(tmp_path) -> None: 
 def test_removing_the_leader_hands_over_before_it_stops(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with Procs(tmp_path) as procs:
         members = procs.start_cluster("r1", "r2", "r3")
-        leader_id = procs.wait_leader(members)
-        names = {m["ID"]: m["name"] for m in procs.member_list(members[0])["members"]}
-        leader = next(m for m in members if m.name == names[leader_id])
-        survivors = [m for m in members if m is not leader]
+        leader_id, names, leader, survivors = the_leader(procs, members)
 
         async def scenario() -> tuple[pb.MemberRemoveResponse, float, int]:
             channel = Channel("127.0.0.1", leader.client_port)
@@ -382,10 +386,7 @@ class AddRemoveLoop:
 def test_sigterm_on_the_leader_while_member_adds_flow(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with Procs(tmp_path) as procs:
         members = procs.start_cluster("t1", "t2", "t3")
-        leader_id = procs.wait_leader(members)
-        names = {m["ID"]: m["name"] for m in procs.member_list(members[0])["members"]}
-        leader = next(m for m in members if m.name == names[leader_id])
-        survivors = [m for m in members if m is not leader]
+        leader_id, names, leader, survivors = the_leader(procs, members)
 
         async def scenario() -> AddRemoveLoop:
             # The leader first, so the adds in flight at the signal are the ones it serves.
